@@ -1,0 +1,449 @@
+/* backends/io_uring/io_uring.c — the io_uring backend: one ring per worker.
+ *
+ * Owns the ring, the worker's wake eventfd, and three FIFOs:
+ *   unqueued  ops that found the SQ full; they get SQEs first at the next
+ *             flush, so nothing is dropped and nothing spins;
+ *   cancels   cancel requests that found the SQ full;
+ *   completed ops finished without the kernel (cancelled while unqueued);
+ *             their complete() runs from wait(), never from submit/cancel,
+ *             so callbacks never recurse into the caller.
+ * A CQE's user_data is the op pointer with a tag in the low bits (ops are
+ * 8-byte aligned): the op's own CQE, its linked timeout's CQE, or a CQE we
+ * ignore (async-cancel results).
+ *
+ * Ring setup is probed once per ring: SINGLE_ISSUER|DEFER_TASKRUN (6.1+:
+ * completions run only when the owning worker asks, so no IPI or task work
+ * interrupts it), then COOP_TASKRUN (5.19+), then plain. Only the worker thread
+ * that created the ring touches it. */
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../backend.h"
+
+#define TAG_OP 0u
+#define TAG_TIMEOUT 1u
+#define TAG_IGNORE 2u
+#define TAG_MASK 7u
+
+/* b_flags bits of an op while the backend owns it. */
+#define OPF_LINKED 1u       /* has a linked timeout SQE */
+#define OPF_TIMED_OUT 2u    /* the linked timeout fired (-ETIME) */
+#define OPF_UNQUEUED 4u     /* waiting in the unqueued FIFO */
+#define OPF_CANCEL_WAIT 8u  /* waiting in the cancels FIFO */
+
+/* CQEs reaped per peek; bounds the stack array, not the work per wait. */
+#define REAP_BATCH 64
+
+struct zk__backend {
+	struct io_uring ring;
+	int wake_fd;                /* eventfd written by wake() */
+	uint64_t wake_buf;          /* target of the pending eventfd read */
+	struct zk__op wake_op;      /* the internal read on wake_fd */
+	bool closing;               /* fini(): stop re-arming wake_op */
+	unsigned inflight;          /* user ops submitted, not yet completed */
+	struct zk__op *unq_head, *unq_tail;
+	struct zk__op *cancel_head, *cancel_tail;
+	struct zk__op *done_head, *done_tail;
+};
+
+static void fifo_push(struct zk__op **head, struct zk__op **tail, struct zk__op *op)
+{
+	op->b_next = NULL;
+	if (*tail)
+		(*tail)->b_next = op;
+	else
+		*head = op;
+	*tail = op;
+}
+
+static struct zk__op *fifo_pop(struct zk__op **head, struct zk__op **tail)
+{
+	struct zk__op *op = *head;
+	if (op) {
+		*head = op->b_next;
+		if (!*head)
+			*tail = NULL;
+		op->b_next = NULL;
+	}
+	return op;
+}
+
+static bool fifo_remove(struct zk__op **head, struct zk__op **tail, struct zk__op *op)
+{
+	struct zk__op *prev = NULL;
+	for (struct zk__op *it = *head; it; prev = it, it = it->b_next) {
+		if (it != op)
+			continue;
+		if (prev)
+			prev->b_next = it->b_next;
+		else
+			*head = it->b_next;
+		if (*tail == it)
+			*tail = prev;
+		it->b_next = NULL;
+		return true;
+	}
+	return false;
+}
+
+static void prep_sqe(struct io_uring_sqe *sqe, struct zk__op *op)
+{
+	switch (op->opcode) {
+	case ZK__OP_READ:
+		io_uring_prep_read(sqe, op->fd, op->buf, op->len, (uint64_t)op->off);
+		break;
+	case ZK__OP_WRITE:
+		io_uring_prep_write(sqe, op->fd, op->cbuf, op->len, (uint64_t)op->off);
+		break;
+	case ZK__OP_READV:
+		io_uring_prep_readv(sqe, op->fd, op->iov, op->len, (uint64_t)op->off);
+		break;
+	case ZK__OP_WRITEV:
+		io_uring_prep_writev(sqe, op->fd, op->iov, op->len, (uint64_t)op->off);
+		break;
+	case ZK__OP_FSYNC:
+		io_uring_prep_fsync(sqe, op->fd,
+				    (op->flags & ZK__FSYNC_DATASYNC) ? IORING_FSYNC_DATASYNC : 0);
+		break;
+	case ZK__OP_OPENAT:
+		io_uring_prep_openat(sqe, op->fd, op->path, (int)op->flags, op->mode);
+		break;
+	case ZK__OP_CLOSE:
+		io_uring_prep_close(sqe, op->fd);
+		break;
+	case ZK__OP_ACCEPT:
+		io_uring_prep_accept(sqe, op->fd, op->addr, op->addrlen_p, (int)op->flags);
+		break;
+	case ZK__OP_CONNECT:
+		io_uring_prep_connect(sqe, op->fd, op->caddr, op->addrlen);
+		break;
+	case ZK__OP_RECV:
+		io_uring_prep_recv(sqe, op->fd, op->buf, op->len, (int)op->flags);
+		break;
+	case ZK__OP_SEND:
+		io_uring_prep_send(sqe, op->fd, op->cbuf, op->len, (int)(op->flags | MSG_NOSIGNAL));
+		break;
+	case ZK__OP_SHUTDOWN:
+		io_uring_prep_shutdown(sqe, op->fd, (int)op->flags);
+		break;
+	case ZK__OP_POLL:
+		io_uring_prep_poll_add(sqe, op->fd, op->flags);
+		break;
+	default:
+		io_uring_prep_nop(sqe);
+		break;
+	}
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
+}
+
+/* Puts op (and its linked timeout) into the SQ. False if there is no room:
+ * both SQEs of a linked pair must be adjacent, so we ask for both at once. */
+static bool try_prep(struct zk__backend *b, struct zk__op *op)
+{
+	unsigned need = op->timeout_ns ? 2 : 1;
+	if (io_uring_sq_space_left(&b->ring) < need)
+		return false;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+	prep_sqe(sqe, op);
+	op->b_pending = 1;
+	op->b_flags &= ~(OPF_LINKED | OPF_TIMED_OUT);
+	if (op->timeout_ns) {
+		struct __kernel_timespec *ts = (struct __kernel_timespec *)op->b_scratch;
+		ts->tv_sec = (long long)(op->timeout_ns / 1000000000ull);
+		ts->tv_nsec = (long long)(op->timeout_ns % 1000000000ull);
+		sqe->flags |= IOSQE_IO_LINK;
+		struct io_uring_sqe *t = io_uring_get_sqe(&b->ring);
+		io_uring_prep_link_timeout(t, ts, 0);
+		io_uring_sqe_set_data64(t, (uint64_t)(uintptr_t)op | TAG_TIMEOUT);
+		op->b_pending = 2;
+		op->b_flags |= OPF_LINKED;
+	}
+	return true;
+}
+
+static bool try_prep_cancel(struct zk__backend *b, struct zk__op *op)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+	if (!sqe)
+		return false;
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
+	io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+	return true;
+}
+
+/* Hands the SQ to the kernel. -EBUSY/-EAGAIN mean the kernel wants us to
+ * reap first (CQ overflow backlog); the caller reaps and flushes again. */
+static int enter_submit(struct zk__backend *b)
+{
+	int ret = io_uring_submit(&b->ring);
+	return ret < 0 ? ret : 0;
+}
+
+/* Moves the unqueued and cancel FIFOs into the SQ, submitting whenever the
+ * SQ fills, until both are empty or the kernel refuses more for now. */
+static void flush_fifos(struct zk__backend *b)
+{
+	for (;;) {
+		while (b->unq_head && try_prep(b, b->unq_head)) {
+			struct zk__op *op = fifo_pop(&b->unq_head, &b->unq_tail);
+			op->b_flags &= ~OPF_UNQUEUED;
+		}
+		while (b->cancel_head && try_prep_cancel(b, b->cancel_head)) {
+			struct zk__op *op = fifo_pop(&b->cancel_head, &b->cancel_tail);
+			op->b_flags &= ~OPF_CANCEL_WAIT;
+		}
+		if (!b->unq_head && !b->cancel_head)
+			return;
+		if (enter_submit(b) < 0 || io_uring_sq_space_left(&b->ring) == 0)
+			return; /* try again after reaping */
+	}
+}
+
+static void finish_op(struct zk__backend *b, struct zk__op *op)
+{
+	if (op != &b->wake_op)
+		b->inflight--;
+	op->complete(op);
+}
+
+static void handle_cqe(struct zk__backend *b, uint64_t data, int32_t res)
+{
+	unsigned tag = (unsigned)(data & TAG_MASK);
+	if (tag == TAG_IGNORE)
+		return;
+	struct zk__op *op = (struct zk__op *)(uintptr_t)(data & ~(uint64_t)TAG_MASK);
+	if (tag == TAG_TIMEOUT) {
+		if (res == -ETIME)
+			op->b_flags |= OPF_TIMED_OUT;
+	} else {
+		op->res = res;
+	}
+	if (--op->b_pending)
+		return; /* wait for the other CQE of a linked pair */
+	if ((op->b_flags & OPF_TIMED_OUT) && op->res == -ECANCELED)
+		op->res = -ETIMEDOUT;
+	finish_op(b, op);
+}
+
+static int reap(struct zk__backend *b)
+{
+	int total = 0;
+	for (;;) {
+		struct io_uring_cqe *cqes[REAP_BATCH];
+		unsigned n = io_uring_peek_batch_cqe(&b->ring, cqes, REAP_BATCH);
+		if (n == 0) {
+			/* With NODROP the kernel parks CQEs that did not fit;
+			 * ask it to flush them into the ring and go on. */
+			if (io_uring_cq_has_overflow(&b->ring) && io_uring_get_events(&b->ring) >= 0 &&
+			    io_uring_cq_ready(&b->ring))
+				continue;
+			break;
+		}
+		uint64_t data[REAP_BATCH];
+		int32_t res[REAP_BATCH];
+		for (unsigned i = 0; i < n; i++) {
+			data[i] = cqes[i]->user_data;
+			res[i] = cqes[i]->res;
+		}
+		/* Release the CQ slots before running callbacks: a callback may
+		 * submit, and the kernel may need the room. */
+		io_uring_cq_advance(&b->ring, n);
+		for (unsigned i = 0; i < n; i++) {
+			handle_cqe(b, data[i], res[i]);
+			total++;
+		}
+	}
+	return total;
+}
+
+static int run_done(struct zk__backend *b)
+{
+	int n = 0;
+	struct zk__op *op;
+	while ((op = fifo_pop(&b->done_head, &b->done_tail))) {
+		finish_op(b, op);
+		n++;
+	}
+	return n;
+}
+
+static void wake_complete(struct zk__op *op)
+{
+	struct zk__backend *b = op->ctx;
+	if (b->closing)
+		return;
+	/* Re-arm: the eventfd read is how a sleeping ring is woken. */
+	op->timeout_ns = 0;
+	if (!try_prep(b, op))
+		fifo_push(&b->unq_head, &b->unq_tail, op), op->b_flags |= OPF_UNQUEUED;
+}
+
+static int uring_init(struct zk__backend **out, const struct zk__backend_config *cfg)
+{
+	struct zk__backend *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	unsigned entries = cfg && cfg->ring_entries ? cfg->ring_entries : 256;
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int ret = -ENOSYS;
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof(p));
+		/* A CQ four times the SQ: completions of long-lived ops (accepts,
+		 * recvs, polls) pile up beyond one SQ's worth. */
+		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &b->ring, &p);
+		if (ret != -EINVAL)
+			break;
+	}
+	if (ret < 0) {
+		free(b);
+		return ret;
+	}
+	b->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (b->wake_fd < 0) {
+		ret = -errno;
+		io_uring_queue_exit(&b->ring);
+		free(b);
+		return ret;
+	}
+	b->wake_op.opcode = ZK__OP_READ;
+	b->wake_op.fd = b->wake_fd;
+	b->wake_op.buf = &b->wake_buf;
+	b->wake_op.len = sizeof(b->wake_buf);
+	b->wake_op.off = -1;
+	b->wake_op.complete = wake_complete;
+	b->wake_op.ctx = b;
+	try_prep(b, &b->wake_op);
+	*out = b;
+	return 0;
+}
+
+static void uring_submit(struct zk__backend *b, struct zk__op *op)
+{
+	b->inflight++;
+	op->b_flags = 0;
+	if (!b->unq_head && try_prep(b, op))
+		return;
+	/* SQ full: hand what we have to the kernel and try once more. */
+	if (!b->unq_head && enter_submit(b) == 0 && try_prep(b, op))
+		return;
+	op->b_flags |= OPF_UNQUEUED;
+	fifo_push(&b->unq_head, &b->unq_tail, op);
+}
+
+static void uring_cancel(struct zk__backend *b, struct zk__op *op)
+{
+	if (op->b_flags & OPF_UNQUEUED) {
+		/* The kernel never saw it: finish it ourselves. */
+		fifo_remove(&b->unq_head, &b->unq_tail, op);
+		op->b_flags &= ~OPF_UNQUEUED;
+		op->res = -ECANCELED;
+		fifo_push(&b->done_head, &b->done_tail, op);
+		return;
+	}
+	if (op->b_flags & OPF_CANCEL_WAIT)
+		return;
+	if (!b->cancel_head && try_prep_cancel(b, op))
+		return;
+	op->b_flags |= OPF_CANCEL_WAIT;
+	fifo_push(&b->cancel_head, &b->cancel_tail, op);
+}
+
+static int uring_wait(struct zk__backend *b, int64_t timeout_ns)
+{
+	int n = run_done(b);
+	flush_fifos(b);
+	if (n > 0 || io_uring_cq_ready(&b->ring))
+		timeout_ns = 0; /* work is already here: do not sleep */
+	int ret;
+	if (timeout_ns == 0) {
+		ret = io_uring_submit_and_get_events(&b->ring);
+	} else {
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts, *tsp = NULL;
+		if (timeout_ns > 0) {
+			ts.tv_sec = timeout_ns / 1000000000;
+			ts.tv_nsec = timeout_ns % 1000000000;
+			tsp = &ts;
+		}
+		ret = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
+	}
+	(void)ret; /* -ETIME, -EINTR, -EBUSY: all mean "reap what is there" */
+	n += reap(b);
+	if (b->unq_head || b->cancel_head)
+		flush_fifos(b);
+	return n;
+}
+
+static void uring_wake(struct zk__backend *b)
+{
+	uint64_t one = 1;
+	/* A failed write means the counter is saturated: the reader is
+	 * already due to wake, which is all we want. */
+	ssize_t r = write(b->wake_fd, &one, sizeof(one));
+	(void)r;
+}
+
+static unsigned uring_inflight(const struct zk__backend *b)
+{
+	return b->inflight;
+}
+
+static void uring_fini(struct zk__backend *b)
+{
+	if (!b)
+		return;
+	b->closing = true;
+	/* Cancel everything, including the wake read, and drain. */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+	if (!sqe) {
+		io_uring_submit(&b->ring);
+		sqe = io_uring_get_sqe(&b->ring);
+	}
+	if (sqe) {
+		io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+		io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+	}
+	while (b->unq_head) {
+		struct zk__op *op = fifo_pop(&b->unq_head, &b->unq_tail);
+		op->res = -ECANCELED;
+		if (op != &b->wake_op)
+			finish_op(b, op);
+	}
+	b->cancel_head = b->cancel_tail = NULL;
+	run_done(b);
+	/* The wake read is always in flight until cancelled; wait for it and
+	 * any user op the core left behind. */
+	unsigned guard = 0;
+	while ((b->inflight > 0 || b->wake_op.b_pending) && guard++ < 1000) {
+		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
+		struct io_uring_cqe *cqe;
+		io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
+		reap(b);
+	}
+	io_uring_queue_exit(&b->ring);
+	close(b->wake_fd);
+	free(b);
+}
+
+const struct zk__backend_vtable zk__backend_io_uring = {
+	.name = "io_uring",
+	.init = uring_init,
+	.fini = uring_fini,
+	.submit = uring_submit,
+	.cancel = uring_cancel,
+	.wait = uring_wait,
+	.wake = uring_wake,
+	.inflight = uring_inflight,
+};

@@ -1,0 +1,13 @@
+/* zokio/zokio.h — the whole Zokio API. */
+#ifndef ZOKIO_H
+#define ZOKIO_H
+
+#include "fs.h"
+#include "net.h"
+#include "runtime.h"
+#include "signal.h"
+#include "sync.h"
+#include "task.h"
+#include "time.h"
+
+#endif

@@ -1,0 +1,285 @@
+/* lib/internal.h — the runtime's internal types: task, worker, runtime.
+ *
+ * Each piece lives in its own file: the local run queue (runq.c), the global
+ * injection queue (inject.c), who is idle or searching (idle.c), the worker
+ * loop (worker.c), tasks and their states (task.c), stacks (stack_pool.c),
+ * timers (timer_wheel.c), per-worker arenas (alloc.c). This header only
+ * declares what they share. */
+#ifndef ZOKIO_INTERNAL_H
+#define ZOKIO_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../backends/backend.h"
+#include "zokio/runtime.h"
+#include "zokio/task.h"
+
+#include "runq.h"
+#include "timer_wheel.h"
+
+#define ZK__MAX_WORKERS 256
+
+/* ---- tasks -------------------------------------------------------------- */
+
+/* Task states. A task is in exactly one of these; NOTIFIED is a flag that a
+ * wake sets on a RUNNING task so that the worker reschedules it as soon as it
+ * has switched off the task's stack (the wake raced with the suspend). */
+enum {
+	ZK__T_IDLE = 0,      /* suspended, in no queue */
+	ZK__T_SCHEDULED = 1, /* in a run queue (or about to be) */
+	ZK__T_RUNNING = 2,   /* on a worker */
+	ZK__T_NOTIFIED = 4,  /* flag on RUNNING: woken while running */
+	ZK__T_DONE = 8,      /* returned; stack released */
+};
+
+/* Why a task switched back to its worker. */
+enum { ZK__SW_PARK = 1, ZK__SW_YIELD, ZK__SW_EXIT };
+
+struct zk__stack;
+struct zk__worker;
+
+/* What a suspended task waits for, on its own stack. The canceller calls
+ * cancel() with the task's wait lock held, so the record stays valid; the
+ * waker that wins the race stores the result in res. */
+struct zk__wait {
+	/* Makes the wait end now (idempotent). NULL: not cancellable. */
+	void (*cancel)(struct zk_task *t, struct zk__wait *w);
+	/* Worker whose thread alone may run cancel() (ring ops, timers), or
+	 * NULL if any thread may (joins, channels). */
+	struct zk__worker *owner;
+	void *obj;      /* the op, timer or task waited on */
+	int res;        /* result the waker hands over */
+};
+
+struct zk_task {
+	_Atomic uint32_t state;      /* ZK__T_* */
+	_Atomic uint32_t refs;       /* running task + handle + pending msgs */
+	_Atomic bool cancel;         /* zk_cancel() was called */
+	_Atomic bool cancel_queued;  /* on a worker's cancel inbox */
+	bool started;                /* has run at least once */
+	uint8_t switch_reason;       /* ZK__SW_*, set before switching out */
+	void *sp;                    /* saved stack pointer while switched out */
+	struct zk__stack *stack;     /* NULL until first run */
+	zk_task_fn fn;
+	void *arg;
+	void *result;                /* fn's return value */
+	int exit_res;                /* 0, or -ECANCELED if it never ran */
+	uint64_t id;
+	zk_runtime_t *rt;
+	struct zk_task *next;        /* inject queue / cancel inbox link */
+	struct zk_task *cancel_next; /* cancel inbox link */
+	/* Join: the joining task, or ZK__JOIN_DONE once this task returned. */
+	_Atomic(struct zk_task *) joiner;
+	void (*on_exit)(struct zk_task *t); /* block_on's foreign waiter */
+	void *on_exit_ctx;
+	/* Current wait, published for cancellers (see task.c). */
+	_Atomic(struct zk__wait *) wait;
+	pthread_mutex_t wait_lock;
+	uint64_t next_timeout_ns;    /* zk_timeout_next() for the next op */
+	/* Live-task list of the spawning worker's shard (for shutdown). */
+	struct zk_task *live_prev, *live_next;
+	unsigned shard;
+
+	void *asan_fake;
+	void *tsan_fiber;
+};
+
+#define ZK__JOIN_DONE ((struct zk_task *)(uintptr_t)1)
+
+/* ---- stacks ------------------------------------------------------------- */
+
+struct zk__stack {
+	struct zk__stack *next; /* pool free list */
+	void *lo;               /* lowest usable address */
+	size_t size;            /* usable bytes, the descriptor sits above */
+};
+
+struct zk__stack_pool {
+	struct zk__stack *free;
+	unsigned nfree;
+};
+
+/* ---- global injection queue ---------------------------------------------- */
+
+struct zk__inject {
+	pthread_mutex_t lock;
+	struct zk_task *head, *tail;
+	_Atomic size_t len;          /* read without the lock as a hint */
+	bool closed;
+};
+
+/* ---- idle / searching ---------------------------------------------------- */
+
+struct zk__idle {
+	/* Low 16 bits: unparked workers; high 16 bits: searching workers. */
+	_Atomic uint32_t state;
+	pthread_mutex_t lock;
+	unsigned nsleepers;
+	uint16_t *sleepers;          /* stack of parked worker indexes */
+	unsigned nworkers;
+};
+
+/* ---- worker --------------------------------------------------------------- */
+
+struct zk__live_shard {
+	pthread_mutex_t lock;
+	struct zk_task *head;
+	size_t count;
+};
+
+struct zk__worker {
+	/* Touched by other workers (stealing), on its own cache lines. */
+	struct zk__runq runq;
+	_Atomic bool parked;          /* in the sleepers list */
+	/* Cancel requests routed to this worker (see task.c). */
+	pthread_mutex_t inbox_lock;
+	struct zk_task *inbox;
+	_Atomic bool inbox_nonempty;
+
+	/* Owned by the worker thread. */
+	unsigned index;
+	zk_runtime_t *rt;
+	pthread_t thread;
+	struct zk__backend *backend;
+	struct zk_task *current;      /* task running now, or NULL */
+	struct zk_task *lifo;         /* LIFO slot: the task just woken */
+	unsigned lifo_polls;          /* consecutive LIFO runs this tick */
+	uint32_t tick;                /* scheduler iterations, for intervals */
+	bool searching;
+	uint64_t rng;                 /* xorshift state for steal victims */
+	uint64_t next_task_id;
+	void *sched_sp;               /* the worker loop's saved context */
+	struct zk__timer_wheel wheel;
+	struct zk__stack_pool stacks;
+	unsigned arena;               /* jemalloc arena index */
+	int arena_ok;
+	struct zk_task *task_cache;   /* freed task records for reuse */
+	unsigned task_cache_n;
+
+	const void *thread_stack_lo;
+	size_t thread_stack_size;
+	void *asan_fake;
+	void *tsan_fiber;
+	int init_res;                 /* backend init result, for create() */
+};
+
+/* ---- runtime ------------------------------------------------------------- */
+
+struct zk__slab {
+	struct zk__slab *next;
+	void *addr;
+	size_t len;
+};
+
+struct zk_runtime {
+	unsigned nworkers;
+	struct zk__worker *workers;
+	const struct zk__backend_vtable *backend;
+	size_t stack_size;
+	int guard_mode;
+	int pin;
+	unsigned ring_entries;
+	struct zk__inject inject;
+	struct zk__idle idle;
+	struct zk__live_shard *shards;   /* one per worker, plus one for outside */
+	_Atomic size_t live;             /* tasks spawned and not yet returned */
+	_Atomic bool closing;            /* shutdown started: no new tasks */
+	_Atomic bool stop;               /* workers exit their loops */
+	bool shut_down;
+	pthread_mutex_t done_lock;       /* shutdown waits here for live == 0 */
+	pthread_cond_t done_cond;
+	_Atomic uint64_t foreign_ids;
+	/* Stack slabs, freed with the runtime. */
+	pthread_mutex_t slab_lock;
+	struct zk__slab *slabs;
+	_Atomic long guarded_stacks;
+	long guard_budget;
+	/* Signals (signal.c). */
+	int sig_fd;
+	struct zk__op *sig_ops;          /* one read per worker */
+	uint64_t *sig_bufs;
+	pthread_mutex_t sig_lock;
+	struct zk__sigwaiter *sig_waiters;
+	uint64_t sig_seen[65];
+	_Atomic bool sig_used;
+	pthread_mutex_t start_lock;      /* workers report init here */
+	pthread_cond_t start_cond;
+	unsigned started;
+};
+
+/* ---- shared internal calls ----------------------------------------------- */
+
+/* The worker running on this thread, or NULL. */
+extern _Thread_local struct zk__worker *zk__tls_worker;
+
+static inline struct zk__worker *zk__worker_here(void) { return zk__tls_worker; }
+static inline struct zk_task *zk__task_here(void)
+{
+	struct zk__worker *w = zk__tls_worker;
+	return w ? w->current : NULL;
+}
+
+/* task.c */
+int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *arg,
+		 struct zk_task **out);
+void zk__task_release(struct zk_task *t);
+void zk__task_wake(struct zk_task *t);
+int zk__task_park(struct zk_task *t, struct zk__wait *w);
+void zk__task_run(struct zk__worker *w, struct zk_task *t);
+void zk__task_cancel_inbox(struct zk__worker *w);
+void zk__task_free_cache(struct zk__worker *w);
+void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo);
+int zk__spawn_with_exit(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
+			void (*on_exit)(struct zk_task *), void *ctx);
+
+/* worker.c */
+void *zk__worker_main(void *arg);
+void zk__notify_parked(zk_runtime_t *rt);
+void zk__worker_wake(struct zk__worker *w);
+
+/* inject.c */
+void zk__inject_init(struct zk__inject *q);
+void zk__inject_destroy(struct zk__inject *q);
+void zk__inject_push(struct zk__inject *q, struct zk_task *t);
+void zk__inject_push_batch(struct zk__inject *q, struct zk_task *head, struct zk_task *tail,
+			   size_t n);
+struct zk_task *zk__inject_pop(struct zk__inject *q);
+static inline bool zk__inject_empty(struct zk__inject *q)
+{
+	return atomic_load_explicit(&q->len, memory_order_acquire) == 0;
+}
+
+/* idle.c */
+int zk__idle_init(struct zk__idle *idle, unsigned nworkers);
+void zk__idle_destroy(struct zk__idle *idle);
+int zk__idle_worker_to_notify(struct zk__idle *idle);
+bool zk__idle_to_parked(struct zk__idle *idle, unsigned index, bool searching);
+bool zk__idle_to_searching(struct zk__idle *idle);
+bool zk__idle_from_searching(struct zk__idle *idle);
+bool zk__idle_unpark(struct zk__idle *idle, unsigned index);
+bool zk__idle_should_notify(struct zk__idle *idle);
+
+/* stack_pool.c */
+struct zk__stack *zk__stack_get(zk_runtime_t *rt, struct zk__stack_pool *pool);
+void zk__stack_put(struct zk__stack_pool *pool, struct zk__stack *s);
+void zk__stack_free_all(zk_runtime_t *rt);
+
+/* alloc.c: the runtime's own allocations, from the worker's arena. */
+void zk__arena_init(struct zk__worker *w);
+void *zk__alloc(size_t size);
+void *zk__calloc(size_t n, size_t size);
+void zk__free(void *p);
+
+/* io.c: submit an op for the calling task and suspend until it completes. */
+int zk__op_run(struct zk__op *op);
+
+/* signal.c */
+void zk__signal_worker_start(struct zk__worker *w);
+int zk__signal_rt_init(zk_runtime_t *rt);
+void zk__signal_rt_free(zk_runtime_t *rt);
+
+#endif

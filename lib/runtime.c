@@ -1,0 +1,290 @@
+/* lib/runtime.c — runtime life cycle: configuration, starting the workers,
+ * block_on, shutdown and free. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MIN_STACK (16u * 1024u)
+#if defined(ZK_ASAN_BUILD) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define DEFAULT_STACK (256u * 1024u)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define DEFAULT_STACK (256u * 1024u)
+#endif
+#endif
+#ifndef DEFAULT_STACK
+#define DEFAULT_STACK (64u * 1024u)
+#endif
+
+static long read_max_map_count(void)
+{
+	long v = 65530;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 65530;
+		fclose(f);
+	}
+	return v;
+}
+
+static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable **out)
+{
+	zk_backend_kind_t kind = cfg ? cfg->backend : ZK_BACKEND_DEFAULT;
+	if (kind == ZK_BACKEND_DEFAULT) {
+		const char *env = getenv("ZK_BACKEND");
+		if (env && *env && strcmp(env, "io_uring") != 0)
+			return -EINVAL;
+		kind = ZK_BACKEND_IO_URING;
+	}
+	if (kind != ZK_BACKEND_IO_URING)
+		return -EINVAL;
+	*out = &zk__backend_io_uring;
+	return 0;
+}
+
+static void stop_workers(zk_runtime_t *rt, unsigned started)
+{
+	pthread_mutex_lock(&rt->start_lock);
+	atomic_store_explicit(&rt->stop, true, memory_order_seq_cst);
+	for (unsigned i = 0; i < started; i++)
+		if (rt->workers[i].backend)
+			zk__worker_wake(&rt->workers[i]);
+	pthread_mutex_unlock(&rt->start_lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(rt->workers[i].thread, NULL);
+}
+
+static void rt_destroy(zk_runtime_t *rt)
+{
+	zk__signal_rt_free(rt);
+	if (rt->shards) {
+		for (unsigned i = 0; i <= rt->nworkers; i++) {
+			struct zk__live_shard *sh = &rt->shards[i];
+			/* Records kept alive only by handles nobody joined. */
+			while (sh->head) {
+				struct zk_task *t = sh->head;
+				sh->head = t->live_next;
+				pthread_mutex_destroy(&t->wait_lock);
+				zk__free(t);
+			}
+			pthread_mutex_destroy(&sh->lock);
+		}
+		free(rt->shards);
+	}
+	if (rt->workers) {
+		for (unsigned i = 0; i < rt->nworkers; i++)
+			pthread_mutex_destroy(&rt->workers[i].inbox_lock);
+		free(rt->workers);
+	}
+	zk__stack_free_all(rt);
+	zk__idle_destroy(&rt->idle);
+	zk__inject_destroy(&rt->inject);
+	pthread_mutex_destroy(&rt->done_lock);
+	pthread_cond_destroy(&rt->done_cond);
+	pthread_mutex_destroy(&rt->slab_lock);
+	pthread_mutex_destroy(&rt->start_lock);
+	pthread_cond_destroy(&rt->start_cond);
+	pthread_mutex_destroy(&rt->sig_lock);
+	free(rt);
+}
+
+int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
+{
+	if (!out)
+		return -EINVAL;
+	zk_config_t c;
+	memset(&c, 0, sizeof(c));
+	if (cfg)
+		c = *cfg;
+	if (c.workers > ZK__MAX_WORKERS)
+		return -EINVAL;
+	if (c.ring_entries && ((c.ring_entries & (c.ring_entries - 1)) || c.ring_entries > 32768))
+		return -EINVAL;
+	if (c.stack_size && c.stack_size < MIN_STACK)
+		return -EINVAL;
+	if ((unsigned)c.stack_guard > ZK_GUARD_NEVER)
+		return -EINVAL;
+	const struct zk__backend_vtable *be;
+	int r = pick_backend(&c, &be);
+	if (r < 0)
+		return r;
+	if (!c.workers) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c.workers = n > 0 ? (unsigned)(n > ZK__MAX_WORKERS ? ZK__MAX_WORKERS : n) : 1;
+	}
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	size_t stack = c.stack_size ? c.stack_size : DEFAULT_STACK;
+	stack = (stack + ps - 1) & ~(ps - 1);
+
+	zk_runtime_t *rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	rt->nworkers = c.workers;
+	rt->backend = be;
+	rt->stack_size = stack;
+	rt->guard_mode = (int)c.stack_guard;
+	rt->guard_budget = read_max_map_count() / 4;
+	rt->pin = c.pin_workers;
+	rt->ring_entries = c.ring_entries ? c.ring_entries : 256;
+	rt->sig_fd = -1;
+	zk__inject_init(&rt->inject);
+	pthread_mutex_init(&rt->done_lock, NULL);
+	pthread_cond_init(&rt->done_cond, NULL);
+	pthread_mutex_init(&rt->slab_lock, NULL);
+	pthread_mutex_init(&rt->start_lock, NULL);
+	pthread_cond_init(&rt->start_cond, NULL);
+	pthread_mutex_init(&rt->sig_lock, NULL);
+	r = zk__idle_init(&rt->idle, rt->nworkers);
+	void *mem = NULL;
+	if (r == 0 && posix_memalign(&mem, 64, sizeof(struct zk__worker) * rt->nworkers) != 0)
+		r = -ENOMEM;
+	rt->workers = mem;
+	rt->shards = r == 0 ? calloc(rt->nworkers + 1, sizeof(*rt->shards)) : NULL;
+	if (r == 0 && !rt->shards)
+		r = -ENOMEM;
+	if (r == 0)
+		r = zk__signal_rt_init(rt);
+	if (r < 0) {
+		if (!rt->workers) {
+			rt->nworkers = 0;
+		} else {
+			for (unsigned i = 0; i < rt->nworkers; i++)
+				pthread_mutex_init(&rt->workers[i].inbox_lock, NULL);
+		}
+		rt_destroy(rt);
+		return r;
+	}
+	memset(rt->workers, 0, sizeof(struct zk__worker) * rt->nworkers);
+	for (unsigned i = 0; i <= rt->nworkers; i++)
+		pthread_mutex_init(&rt->shards[i].lock, NULL);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct zk__worker *w = &rt->workers[i];
+		zk__runq_init(&w->runq);
+		pthread_mutex_init(&w->inbox_lock, NULL);
+		w->index = i;
+		w->rt = rt;
+	}
+	unsigned started = 0;
+	for (; started < rt->nworkers; started++) {
+		r = -pthread_create(&rt->workers[started].thread, NULL, zk__worker_main,
+				    &rt->workers[started]);
+		if (r < 0)
+			break;
+	}
+	pthread_mutex_lock(&rt->start_lock);
+	while (rt->started < started)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	pthread_mutex_unlock(&rt->start_lock);
+	for (unsigned i = 0; r == 0 && i < started; i++)
+		if (rt->workers[i].init_res < 0)
+			r = rt->workers[i].init_res;
+	if (r < 0) {
+		stop_workers(rt, started);
+		rt_destroy(rt);
+		return r;
+	}
+	*out = rt;
+	return 0;
+}
+
+struct block_on_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+static void block_on_exit(struct zk_task *t)
+{
+	struct block_on_wait *b = t->on_exit_ctx;
+	pthread_mutex_lock(&b->lock);
+	b->done = true;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+int zk_block_on(zk_runtime_t *rt, zk_task_fn fn, void *arg, void **result)
+{
+	if (!rt || !fn)
+		return -EINVAL;
+	if (zk__tls_worker)
+		return -EPERM;
+	struct block_on_wait b = {.done = false};
+	pthread_mutex_init(&b.lock, NULL);
+	pthread_cond_init(&b.cond, NULL);
+	zk_task_t *t;
+	int r = zk__spawn_with_exit(rt, &t, fn, arg, block_on_exit, &b);
+	if (r == 0) {
+		pthread_mutex_lock(&b.lock);
+		while (!b.done)
+			pthread_cond_wait(&b.cond, &b.lock);
+		pthread_mutex_unlock(&b.lock);
+		if (result)
+			*result = t->result;
+		r = t->exit_res;
+		zk__task_release(t);
+	}
+	pthread_mutex_destroy(&b.lock);
+	pthread_cond_destroy(&b.cond);
+	return r;
+}
+
+int zk_runtime_shutdown(zk_runtime_t *rt)
+{
+	if (!rt)
+		return -EINVAL;
+	if (zk__tls_worker)
+		return -EPERM;
+	if (rt->shut_down)
+		return 0;
+	atomic_store_explicit(&rt->closing, true, memory_order_seq_cst);
+	for (unsigned i = 0; i <= rt->nworkers; i++) {
+		struct zk__live_shard *sh = &rt->shards[i];
+		pthread_mutex_lock(&sh->lock);
+		for (struct zk_task *t = sh->head; t; t = t->live_next)
+			if (atomic_load_explicit(&t->state, memory_order_acquire) != ZK__T_DONE)
+				zk_cancel(t);
+		pthread_mutex_unlock(&sh->lock);
+	}
+	pthread_mutex_lock(&rt->done_lock);
+	while (atomic_load_explicit(&rt->live, memory_order_acquire) > 0)
+		pthread_cond_wait(&rt->done_cond, &rt->done_lock);
+	pthread_mutex_unlock(&rt->done_lock);
+	stop_workers(rt, rt->nworkers);
+	rt->shut_down = true;
+	return 0;
+}
+
+void zk_runtime_free(zk_runtime_t *rt)
+{
+	if (!rt || zk__tls_worker)
+		return;
+	zk_runtime_shutdown(rt);
+	rt_destroy(rt);
+}
+
+unsigned zk_runtime_workers(const zk_runtime_t *rt)
+{
+	return rt ? rt->nworkers : 0;
+}
+
+const char *zk_runtime_backend(const zk_runtime_t *rt)
+{
+	return rt ? rt->backend->name : NULL;
+}
+
+zk_runtime_t *zk_runtime_current(void)
+{
+	struct zk__worker *w = zk__tls_worker;
+	return w && w->current ? w->rt : NULL;
+}
+
+int zk_worker_index(void)
+{
+	struct zk__worker *w = zk__tls_worker;
+	return w && w->current ? (int)w->index : -EPERM;
+}

@@ -1,0 +1,511 @@
+/* lib/task.c — task records and their life cycle: spawn, run, suspend, wake,
+ * join, cancel, free.
+ *
+ * Suspension protocol. A task that waits publishes a struct zk__wait (on its
+ * own stack) in t->wait, registers itself with whatever will wake it, and
+ * switches back to its worker with reason PARK. The worker then moves the
+ * task from RUNNING to IDLE. A waker calls zk__task_wake() exactly once per
+ * suspension: IDLE -> SCHEDULED and into a run queue, or, if the task is
+ * still RUNNING because it has not finished switching out, RUNNING ->
+ * RUNNING|NOTIFIED, and the worker reschedules it right after the switch. So
+ * a task is never resumed on two stacks at once and no wake is lost.
+ *
+ * Cancellation. zk_cancel() sets t->cancel, then, under t->wait_lock, asks
+ * the published wait to cancel itself. Waits owned by a worker (ring ops,
+ * timers) may only be touched on that worker's thread, so a canceller on
+ * another thread queues the task on the owner's cancel inbox and wakes it.
+ * The task, after it resumes, clears t->wait and, if a cancel was requested,
+ * takes and drops the wait lock: that waits out a canceller still using the
+ * wait record before the task's stack frame (which holds it) goes away. The
+ * flag is sticky: every later suspending call returns -ECANCELED at once.
+ * The task sets t->wait before it reads t->cancel, and the canceller sets
+ * t->cancel before it reads t->wait (both seq_cst): one of them always sees
+ * the other, so a cancel that races with the start of a wait is not lost. */
+#include <errno.h>
+#include <string.h>
+
+#include "fiber.h"
+#include "internal.h"
+
+_Thread_local struct zk__worker *zk__tls_worker;
+
+/* Freed task records a worker keeps for reuse. */
+#define TASK_CACHE_MAX 1024u
+
+/* ---- switching ------------------------------------------------------------ */
+
+/* From a task back to its worker's loop. Returns when the task is resumed,
+ * possibly on another worker. Does not return if the task has exited. */
+static void switch_to_worker(struct zk_task *t, bool exiting)
+{
+	struct zk__worker *w = zk__tls_worker;
+#ifdef ZK_ASAN
+	__sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->thread_stack_lo,
+				       w->thread_stack_size);
+#endif
+#ifdef ZK_TSAN
+	__tsan_switch_to_fiber(w->tsan_fiber, 0);
+#endif
+	(void)exiting;
+	zk__fiber_switch(&t->sp, w->sched_sp);
+#ifdef ZK_ASAN
+	__sanitizer_finish_switch_fiber(t->asan_fake, NULL, NULL);
+#endif
+}
+
+static void task_entry(void *arg)
+{
+	struct zk_task *t = arg;
+#ifdef ZK_ASAN
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+	t->result = t->fn(t->arg);
+	t->switch_reason = ZK__SW_EXIT;
+	switch_to_worker(t, true);
+	__builtin_unreachable();
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+static void task_free(struct zk_task *t)
+{
+	zk_runtime_t *rt = t->rt;
+	struct zk__live_shard *sh = &rt->shards[t->shard];
+	pthread_mutex_lock(&sh->lock);
+	if (t->live_prev)
+		t->live_prev->live_next = t->live_next;
+	else
+		sh->head = t->live_next;
+	if (t->live_next)
+		t->live_next->live_prev = t->live_prev;
+	sh->count--;
+	pthread_mutex_unlock(&sh->lock);
+	pthread_mutex_destroy(&t->wait_lock);
+	struct zk__worker *w = zk__tls_worker;
+	if (w && w->rt == rt && w->task_cache_n < TASK_CACHE_MAX) {
+		t->next = w->task_cache;
+		w->task_cache = t;
+		w->task_cache_n++;
+		return;
+	}
+	zk__free(t);
+}
+
+void zk__task_release(struct zk_task *t)
+{
+	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+		task_free(t);
+}
+
+void zk__task_free_cache(struct zk__worker *w)
+{
+	while (w->task_cache) {
+		struct zk_task *t = w->task_cache;
+		w->task_cache = t->next;
+		zk__free(t);
+	}
+	w->task_cache_n = 0;
+}
+
+int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *arg,
+		 struct zk_task **out)
+{
+	struct zk_task *t;
+	if (w && w->task_cache) {
+		t = w->task_cache;
+		w->task_cache = t->next;
+		w->task_cache_n--;
+	} else {
+		t = zk__alloc(sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+	}
+	memset(t, 0, sizeof(*t));
+	atomic_init(&t->state, ZK__T_SCHEDULED);
+	atomic_init(&t->refs, 1);
+	atomic_init(&t->cancel, false);
+	atomic_init(&t->cancel_queued, false);
+	atomic_init(&t->joiner, NULL);
+	atomic_init(&t->wait, NULL);
+	pthread_mutex_init(&t->wait_lock, NULL);
+	t->fn = fn;
+	t->arg = arg;
+	t->rt = rt;
+	if (w) {
+		/* Worker index in the low byte keeps ids unique without a
+		 * shared counter. */
+		t->id = (++w->next_task_id << 8) | w->index;
+		t->shard = w->index;
+	} else {
+		uint64_t n = atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed);
+		t->id = ((n + 1) << 8) | 0xff;
+		t->shard = rt->nworkers;
+	}
+	atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+	struct zk__live_shard *sh = &rt->shards[t->shard];
+	pthread_mutex_lock(&sh->lock);
+	t->live_next = sh->head;
+	if (sh->head)
+		sh->head->live_prev = t;
+	sh->head = t;
+	sh->count++;
+	/* Checked under the shard lock that shutdown also takes: a task
+	 * inserted after shutdown walked this shard sees closing here. */
+	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+		atomic_store_explicit(&t->cancel, true, memory_order_relaxed);
+	pthread_mutex_unlock(&sh->lock);
+	*out = t;
+	return 0;
+}
+
+/* ---- scheduling ------------------------------------------------------------ */
+
+void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
+{
+	struct zk__worker *w = zk__tls_worker;
+	if (w && w->rt == rt) {
+		if (lifo) {
+			struct zk_task *prev = w->lifo;
+			w->lifo = t;
+			if (!prev)
+				return;
+			t = prev;
+		}
+		zk__runq_push(&w->runq, t, &rt->inject);
+		if (zk__idle_should_notify(&rt->idle))
+			zk__notify_parked(rt);
+		return;
+	}
+	zk__inject_push(&rt->inject, t);
+	zk__notify_parked(rt);
+}
+
+void zk__task_wake(struct zk_task *t)
+{
+	uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+	for (;;) {
+		if (s == ZK__T_IDLE) {
+			if (atomic_compare_exchange_weak_explicit(&t->state, &s, ZK__T_SCHEDULED,
+								  memory_order_acq_rel,
+								  memory_order_acquire)) {
+				struct zk__worker *w = zk__tls_worker;
+				/* Woken by a running task (a join, a message): run it
+				 * next on this worker. Woken by the loop (I/O, timer):
+				 * queue it behind what is already runnable. */
+				zk__schedule(t->rt, t, w && w->current != NULL);
+				return;
+			}
+		} else if (s == ZK__T_RUNNING) {
+			if (atomic_compare_exchange_weak_explicit(&t->state, &s,
+								  ZK__T_RUNNING | ZK__T_NOTIFIED,
+								  memory_order_acq_rel,
+								  memory_order_acquire))
+				return;
+		} else {
+			return; /* already scheduled or notified */
+		}
+	}
+}
+
+/* ---- run / exit ------------------------------------------------------------ */
+
+static void task_finish(struct zk__worker *w, struct zk_task *t)
+{
+	zk_runtime_t *rt = t->rt;
+	if (t->stack) {
+		zk__stack_put(&w->stacks, t->stack);
+		t->stack = NULL;
+	}
+#ifdef ZK_TSAN
+	if (t->tsan_fiber) {
+		__tsan_destroy_fiber(t->tsan_fiber);
+		t->tsan_fiber = NULL;
+	}
+#endif
+	atomic_store_explicit(&t->state, ZK__T_DONE, memory_order_release);
+	struct zk_task *j = atomic_exchange_explicit(&t->joiner, ZK__JOIN_DONE, memory_order_acq_rel);
+	if (j && j != ZK__JOIN_DONE)
+		zk__task_wake(j);
+	if (t->on_exit)
+		t->on_exit(t);
+	if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1 &&
+	    atomic_load_explicit(&rt->closing, memory_order_acquire)) {
+		pthread_mutex_lock(&rt->done_lock);
+		pthread_cond_broadcast(&rt->done_cond);
+		pthread_mutex_unlock(&rt->done_lock);
+	}
+	zk__task_release(t);
+}
+
+void zk__task_run(struct zk__worker *w, struct zk_task *t)
+{
+	atomic_store_explicit(&t->state, ZK__T_RUNNING, memory_order_release);
+	if (!t->started) {
+		if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+			t->exit_res = -ECANCELED;
+			task_finish(w, t);
+			return;
+		}
+		t->stack = zk__stack_get(w->rt, &w->stacks);
+		if (!t->stack) {
+			t->exit_res = -ENOMEM;
+			task_finish(w, t);
+			return;
+		}
+		t->sp = zk__fiber_init((char *)t->stack->lo + t->stack->size, task_entry, t);
+		t->started = true;
+#ifdef ZK_TSAN
+		t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+	}
+	w->current = t;
+#ifdef ZK_ASAN
+	__sanitizer_start_switch_fiber(&w->asan_fake, t->stack->lo, t->stack->size);
+#endif
+#ifdef ZK_TSAN
+	__tsan_switch_to_fiber(t->tsan_fiber, 0);
+#endif
+	zk__fiber_switch(&w->sched_sp, t->sp);
+#ifdef ZK_ASAN
+	__sanitizer_finish_switch_fiber(w->asan_fake, NULL, NULL);
+#endif
+	w->current = NULL;
+	switch (t->switch_reason) {
+	case ZK__SW_EXIT:
+		task_finish(w, t);
+		break;
+	case ZK__SW_YIELD:
+		atomic_store_explicit(&t->state, ZK__T_SCHEDULED, memory_order_release);
+		zk__runq_push(&w->runq, t, &w->rt->inject);
+		break;
+	default: {
+		uint32_t expect = ZK__T_RUNNING;
+		if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, ZK__T_IDLE,
+							     memory_order_acq_rel,
+							     memory_order_acquire)) {
+			/* Woken while switching out: run it again soon. */
+			atomic_store_explicit(&t->state, ZK__T_SCHEDULED, memory_order_release);
+			zk__runq_push(&w->runq, t, &w->rt->inject);
+		}
+		break;
+	}
+	}
+}
+
+/* ---- suspend / cancel ---------------------------------------------------- */
+
+static void cancel_wait_locked(struct zk_task *t)
+{
+	struct zk__wait *wt = atomic_load_explicit(&t->wait, memory_order_seq_cst);
+	if (!wt || !wt->cancel)
+		return;
+	struct zk__worker *owner = wt->owner;
+	if (!owner || owner == zk__tls_worker) {
+		wt->cancel(t, wt);
+		return;
+	}
+	/* Owned by another worker: hand it over, once. */
+	if (atomic_exchange_explicit(&t->cancel_queued, true, memory_order_acq_rel))
+		return;
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	pthread_mutex_lock(&owner->inbox_lock);
+	t->cancel_next = owner->inbox;
+	owner->inbox = t;
+	atomic_store_explicit(&owner->inbox_nonempty, true, memory_order_seq_cst);
+	pthread_mutex_unlock(&owner->inbox_lock);
+	zk__worker_wake(owner);
+}
+
+void zk__task_cancel_inbox(struct zk__worker *w)
+{
+	if (!atomic_load_explicit(&w->inbox_nonempty, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&w->inbox_lock);
+	struct zk_task *list = w->inbox;
+	w->inbox = NULL;
+	atomic_store_explicit(&w->inbox_nonempty, false, memory_order_relaxed);
+	pthread_mutex_unlock(&w->inbox_lock);
+	while (list) {
+		struct zk_task *t = list;
+		list = t->cancel_next;
+		atomic_store_explicit(&t->cancel_queued, false, memory_order_release);
+		pthread_mutex_lock(&t->wait_lock);
+		struct zk__wait *wt = atomic_load_explicit(&t->wait, memory_order_seq_cst);
+		/* Only if the task still waits on something this worker owns; if
+		 * it moved on, its next wait saw the sticky flag itself. */
+		if (wt && wt->cancel && wt->owner == w)
+			wt->cancel(t, wt);
+		pthread_mutex_unlock(&t->wait_lock);
+		zk__task_release(t);
+	}
+}
+
+int zk__task_park(struct zk_task *t, struct zk__wait *wt)
+{
+	atomic_store_explicit(&t->wait, wt, memory_order_seq_cst);
+	if (atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
+		pthread_mutex_lock(&t->wait_lock);
+		cancel_wait_locked(t);
+		pthread_mutex_unlock(&t->wait_lock);
+	}
+	t->switch_reason = ZK__SW_PARK;
+	switch_to_worker(t, false);
+	atomic_store_explicit(&t->wait, NULL, memory_order_seq_cst);
+	if (atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
+		/* A canceller may still hold our wait record: wait it out. */
+		pthread_mutex_lock(&t->wait_lock);
+		pthread_mutex_unlock(&t->wait_lock);
+	}
+	return wt->res;
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
+			  void (*on_exit)(struct zk_task *), void *on_exit_ctx)
+{
+	if (!rt || !fn)
+		return -EINVAL;
+	if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+		return -ECANCELED;
+	struct zk__worker *w = zk__tls_worker;
+	if (w && w->rt != rt)
+		w = NULL;
+	struct zk_task *t;
+	int r = zk__task_new(rt, w, fn, arg, &t);
+	if (r < 0)
+		return r;
+	t->on_exit = on_exit;
+	t->on_exit_ctx = on_exit_ctx;
+	if (handle) {
+		atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
+		*handle = t;
+	}
+	if (w) {
+		zk__runq_push(&w->runq, t, &rt->inject);
+		if (zk__idle_should_notify(&rt->idle))
+			zk__notify_parked(rt);
+	} else {
+		zk__inject_push(&rt->inject, t);
+		zk__notify_parked(rt);
+	}
+	return 0;
+}
+
+int zk__spawn_with_exit(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
+			void (*on_exit)(struct zk_task *), void *ctx)
+{
+	return spawn_internal(rt, handle, fn, arg, on_exit, ctx);
+}
+
+int zk_spawn_on(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg)
+{
+	return spawn_internal(rt, handle, fn, arg, NULL, NULL);
+}
+
+int zk_spawn(zk_task_t **handle, zk_task_fn fn, void *arg)
+{
+	struct zk_task *self = zk__task_here();
+	if (!self)
+		return -EPERM;
+	return spawn_internal(self->rt, handle, fn, arg, NULL, NULL);
+}
+
+static void join_cancel(struct zk_task *self, struct zk__wait *wt)
+{
+	struct zk_task *t = wt->obj;
+	struct zk_task *expect = self;
+	if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, NULL,
+						    memory_order_acq_rel, memory_order_acquire)) {
+		wt->res = -ECANCELED;
+		zk__task_wake(self);
+	}
+}
+
+int zk_join(zk_task_t *t, void **result)
+{
+	if (!t)
+		return -EINVAL;
+	struct zk_task *self = zk__task_here();
+	if (!self)
+		return -EPERM;
+	if (t == self)
+		return -EDEADLK;
+	if (atomic_load_explicit(&t->joiner, memory_order_acquire) != ZK__JOIN_DONE) {
+		if (atomic_load_explicit(&self->cancel, memory_order_acquire)) {
+			zk__task_release(t);
+			return -ECANCELED;
+		}
+		struct zk__wait wt = {.cancel = join_cancel, .obj = t, .res = 0};
+		struct zk_task *expect = NULL;
+		if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, self,
+							    memory_order_acq_rel,
+							    memory_order_acquire)) {
+			if (zk__task_park(self, &wt) == -ECANCELED) {
+				zk__task_release(t);
+				return -ECANCELED;
+			}
+		}
+	}
+	if (result)
+		*result = t->result;
+	int r = t->exit_res;
+	zk__task_release(t);
+	return r;
+}
+
+int zk_detach(zk_task_t *t)
+{
+	if (!t)
+		return -EINVAL;
+	zk__task_release(t);
+	return 0;
+}
+
+int zk_cancel(zk_task_t *t)
+{
+	if (!t)
+		return -EINVAL;
+	atomic_store_explicit(&t->cancel, true, memory_order_seq_cst);
+	if (!atomic_load_explicit(&t->wait, memory_order_seq_cst))
+		return 0;
+	pthread_mutex_lock(&t->wait_lock);
+	cancel_wait_locked(t);
+	pthread_mutex_unlock(&t->wait_lock);
+	return 0;
+}
+
+bool zk_task_done(const zk_task_t *t)
+{
+	return t && atomic_load_explicit(&((zk_task_t *)t)->state, memory_order_acquire) ==
+			ZK__T_DONE;
+}
+
+int zk_yield(void)
+{
+	struct zk_task *t = zk__task_here();
+	if (!t)
+		return -EPERM;
+	if (atomic_load_explicit(&t->cancel, memory_order_acquire))
+		return -ECANCELED;
+	t->switch_reason = ZK__SW_YIELD;
+	switch_to_worker(t, false);
+	return 0;
+}
+
+uint64_t zk_task_id(void)
+{
+	struct zk_task *t = zk__task_here();
+	return t ? t->id : 0;
+}
+
+uint64_t zk_task_handle_id(const zk_task_t *t)
+{
+	return t ? t->id : 0;
+}
+
+bool zk_cancelled(void)
+{
+	struct zk_task *t = zk__task_here();
+	return t && atomic_load_explicit(&t->cancel, memory_order_acquire);
+}
