@@ -61,6 +61,8 @@ struct zk__op {
 	};
 	uint64_t timeout_ns;       /* > 0: cancel the op after this long; it then
 	                            * completes with -ETIMEDOUT */
+	bool background;           /* long-lived internal op (signal read): a
+	                            * non-blocking wait() need not poll for it */
 	int32_t res;               /* result, valid in complete() */
 	zk__op_complete_fn complete; /* called once, on the owning worker */
 	void *ctx;                 /* the submitter's context (e.g. its task) */
@@ -95,9 +97,9 @@ struct zk__backend_vtable {
 	void (*cancel)(struct zk__backend *b, struct zk__op *op);
 	/* Submits everything queued, then waits up to timeout_ns for at least
 	 * one completion (timeout_ns < 0: no limit; 0: do not block), and
-	 * calls complete() for every completion reaped. Returns the number of
-	 * ops completed (>= 0), or -EINTR if a wake() ended the wait early with
-	 * nothing else to report is also reported as 0. */
+	 * calls complete() for every completion reaped. A wake() ends the wait
+	 * early. Returns the number of ops completed (>= 0). With timeout 0 and
+	 * nothing queued and no foreground op in flight it makes no syscall. */
 	int (*wait)(struct zk__backend *b, int64_t timeout_ns);
 	/* Callable from any thread: makes the current or next wait() return. */
 	void (*wake)(struct zk__backend *b);

@@ -135,6 +135,10 @@ struct zk__worker {
 	/* Touched by other workers (stealing), on its own cache lines. */
 	struct zk__runq runq;
 	_Atomic bool parked;          /* in the sleepers list */
+	/* Tasks this worker spawned / finished. Each is written by this worker
+	 * only, so counting costs no shared cache line; shutdown sums them. */
+	_Alignas(64) _Atomic uint64_t n_spawned;
+	_Atomic uint64_t n_finished;
 	/* Cancel requests routed to this worker (see task.c). */
 	pthread_mutex_t inbox_lock;
 	struct zk_task *inbox;
@@ -186,11 +190,11 @@ struct zk_runtime {
 	struct zk__inject inject;
 	struct zk__idle idle;
 	struct zk__live_shard *shards;   /* one per worker, plus one for outside */
-	_Atomic size_t live;             /* tasks spawned and not yet returned */
+	_Atomic uint64_t foreign_spawned; /* tasks spawned from outside */
 	_Atomic bool closing;            /* shutdown started: no new tasks */
 	_Atomic bool stop;               /* workers exit their loops */
 	bool shut_down;
-	pthread_mutex_t done_lock;       /* shutdown waits here for live == 0 */
+	pthread_mutex_t done_lock;       /* shutdown waits here for no live task */
 	pthread_cond_t done_cond;
 	_Atomic uint64_t foreign_ids;
 	/* Stack slabs, freed with the runtime. */
@@ -235,6 +239,10 @@ void zk__task_free_cache(struct zk__worker *w);
 void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo);
 int zk__spawn_with_exit(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
 			void (*on_exit)(struct zk_task *), void *ctx);
+
+/* runtime.c: tasks spawned and not yet returned (an upper bound while
+ * tasks are being spawned). */
+uint64_t zk__live_tasks(zk_runtime_t *rt);
 
 /* worker.c */
 void *zk__worker_main(void *arg);

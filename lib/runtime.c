@@ -233,6 +233,20 @@ int zk_block_on(zk_runtime_t *rt, zk_task_fn fn, void *arg, void **result)
 	return r;
 }
 
+uint64_t zk__live_tasks(zk_runtime_t *rt)
+{
+	/* Finished first, then spawned: a task counted as finished was spawned
+	 * before, so its spawn is counted too and the result never goes below
+	 * the true number. */
+	uint64_t finished = 0, spawned = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		finished += atomic_load_explicit(&rt->workers[i].n_finished, memory_order_seq_cst);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		spawned += atomic_load_explicit(&rt->workers[i].n_spawned, memory_order_seq_cst);
+	spawned += atomic_load_explicit(&rt->foreign_spawned, memory_order_seq_cst);
+	return spawned - finished;
+}
+
 int zk_runtime_shutdown(zk_runtime_t *rt)
 {
 	if (!rt)
@@ -251,7 +265,7 @@ int zk_runtime_shutdown(zk_runtime_t *rt)
 		pthread_mutex_unlock(&sh->lock);
 	}
 	pthread_mutex_lock(&rt->done_lock);
-	while (atomic_load_explicit(&rt->live, memory_order_acquire) > 0)
+	while (zk__live_tasks(rt) > 0)
 		pthread_cond_wait(&rt->done_cond, &rt->done_lock);
 	pthread_mutex_unlock(&rt->done_lock);
 	stop_workers(rt, rt->nworkers);

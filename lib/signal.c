@@ -108,6 +108,7 @@ void zk__signal_worker_start(struct zk__worker *w)
 	op->off = -1;
 	op->complete = sig_read_complete;
 	op->ctx = w;
+	op->background = true;
 	rt->backend->submit(w->backend, op);
 }
 

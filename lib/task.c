@@ -141,7 +141,12 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 		t->id = ((n + 1) << 8) | 0xff;
 		t->shard = rt->nworkers;
 	}
-	atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+	if (w)
+		atomic_store_explicit(&w->n_spawned,
+				      atomic_load_explicit(&w->n_spawned, memory_order_relaxed) + 1,
+				      memory_order_release);
+	else
+		atomic_fetch_add_explicit(&rt->foreign_spawned, 1, memory_order_release);
 	struct zk__live_shard *sh = &rt->shards[t->shard];
 	pthread_mutex_lock(&sh->lock);
 	t->live_next = sh->head;
@@ -228,8 +233,10 @@ static void task_finish(struct zk__worker *w, struct zk_task *t)
 		zk__task_wake(j);
 	if (t->on_exit)
 		t->on_exit(t);
-	if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1 &&
-	    atomic_load_explicit(&rt->closing, memory_order_acquire)) {
+	atomic_store_explicit(&w->n_finished,
+			      atomic_load_explicit(&w->n_finished, memory_order_relaxed) + 1,
+			      memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
 		pthread_mutex_lock(&rt->done_lock);
 		pthread_cond_broadcast(&rt->done_cond);
 		pthread_mutex_unlock(&rt->done_lock);

@@ -155,7 +155,6 @@ static void park(struct zk__worker *w)
 	atomic_store_explicit(&w->parked, false, memory_order_relaxed);
 	if (!zk__idle_unpark(&rt->idle, w->index))
 		w->searching = true; /* a notifier woke us to search */
-	drive(w, 0);
 }
 
 static void pin_to_cpu(struct zk__worker *w)

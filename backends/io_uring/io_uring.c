@@ -45,7 +45,8 @@ struct zk__backend {
 	uint64_t wake_buf;          /* target of the pending eventfd read */
 	struct zk__op wake_op;      /* the internal read on wake_fd */
 	bool closing;               /* fini(): stop re-arming wake_op */
-	unsigned inflight;          /* user ops submitted, not yet completed */
+	unsigned inflight;          /* ops submitted, not yet completed */
+	unsigned background;        /* of which background ops */
 	struct zk__op *unq_head, *unq_tail;
 	struct zk__op *cancel_head, *cancel_tail;
 	struct zk__op *done_head, *done_tail;
@@ -206,8 +207,10 @@ static void flush_fifos(struct zk__backend *b)
 
 static void finish_op(struct zk__backend *b, struct zk__op *op)
 {
-	if (op != &b->wake_op)
+	if (op != &b->wake_op) {
 		b->inflight--;
+		b->background -= op->background;
+	}
 	op->complete(op);
 }
 
@@ -332,6 +335,7 @@ static int uring_init(struct zk__backend **out, const struct zk__backend_config 
 static void uring_submit(struct zk__backend *b, struct zk__op *op)
 {
 	b->inflight++;
+	b->background += op->background;
 	op->b_flags = 0;
 	if (!b->unq_head && try_prep(b, op))
 		return;
@@ -364,6 +368,9 @@ static int uring_wait(struct zk__backend *b, int64_t timeout_ns)
 {
 	int n = run_done(b);
 	flush_fifos(b);
+	if (timeout_ns == 0 && b->inflight == b->background && !io_uring_sq_ready(&b->ring) &&
+	    !io_uring_cq_ready(&b->ring))
+		return n; /* nothing the caller is waiting for: skip the syscall */
 	if (n > 0 || io_uring_cq_ready(&b->ring))
 		timeout_ns = 0; /* work is already here: do not sleep */
 	int ret;

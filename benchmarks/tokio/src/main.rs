@@ -1,0 +1,1 @@
+fn main(){ let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(); rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(1)).await; }); println!("ok"); }
