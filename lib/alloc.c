@@ -26,7 +26,7 @@ void zk__arena_init(struct zk__worker *w)
 
 void *zk__alloc(size_t size)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	if (w && w->arena_ok)
 		return mallocx(size, MALLOCX_ARENA(w->arena));
 	return mallocx(size, 0);
@@ -34,7 +34,7 @@ void *zk__alloc(size_t size)
 
 void *zk__calloc(size_t n, size_t size)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	if (n && size > SIZE_MAX / n)
 		return NULL;
 	if (w && w->arena_ok)

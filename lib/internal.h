@@ -217,13 +217,17 @@ struct zk_runtime {
 
 /* ---- shared internal calls ----------------------------------------------- */
 
-/* The worker running on this thread, or NULL. */
+/* The worker running on this thread, or NULL. Only worker.c (whose loop
+ * never changes thread) reads it directly; code that may run inside a task
+ * goes through zk__worker_here(), because a task can resume on another
+ * thread after any switch and the compiler would otherwise be free to reuse
+ * a thread-local address computed before the switch. */
 extern _Thread_local struct zk__worker *zk__tls_worker;
 
-static inline struct zk__worker *zk__worker_here(void) { return zk__tls_worker; }
+struct zk__worker *zk__worker_here(void);
 static inline struct zk_task *zk__task_here(void)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	return w ? w->current : NULL;
 }
 

@@ -29,7 +29,7 @@ static void op_cancel(struct zk_task *t, struct zk__wait *wt)
 
 static int op_submit_and_park(struct zk_task *t, struct zk__op *op, bool cancellable)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	op->complete = op_complete;
 	op->ctx = t;
 	op->timeout_ns = t->next_timeout_ns;

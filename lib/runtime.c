@@ -211,7 +211,7 @@ int zk_block_on(zk_runtime_t *rt, zk_task_fn fn, void *arg, void **result)
 {
 	if (!rt || !fn)
 		return -EINVAL;
-	if (zk__tls_worker)
+	if (zk__worker_here())
 		return -EPERM;
 	struct block_on_wait b = {.done = false};
 	pthread_mutex_init(&b.lock, NULL);
@@ -251,7 +251,7 @@ int zk_runtime_shutdown(zk_runtime_t *rt)
 {
 	if (!rt)
 		return -EINVAL;
-	if (zk__tls_worker)
+	if (zk__worker_here())
 		return -EPERM;
 	if (rt->shut_down)
 		return 0;
@@ -275,7 +275,7 @@ int zk_runtime_shutdown(zk_runtime_t *rt)
 
 void zk_runtime_free(zk_runtime_t *rt)
 {
-	if (!rt || zk__tls_worker)
+	if (!rt || zk__worker_here())
 		return;
 	zk_runtime_shutdown(rt);
 	rt_destroy(rt);
@@ -293,12 +293,12 @@ const char *zk_runtime_backend(const zk_runtime_t *rt)
 
 zk_runtime_t *zk_runtime_current(void)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	return w && w->current ? w->rt : NULL;
 }
 
 int zk_worker_index(void)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	return w && w->current ? (int)w->index : -EPERM;
 }

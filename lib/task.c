@@ -29,6 +29,15 @@
 
 _Thread_local struct zk__worker *zk__tls_worker;
 
+/* noinline plus an opaque asm: never inlined, never assumed pure, so each
+ * call reads the thread-local of the thread running at that moment. */
+__attribute__((noinline)) struct zk__worker *zk__worker_here(void)
+{
+	struct zk__worker *w = zk__tls_worker;
+	__asm__ volatile("" ::: "memory");
+	return w;
+}
+
 /* Freed task records a worker keeps for reuse. */
 #define TASK_CACHE_MAX 1024u
 
@@ -38,7 +47,7 @@ _Thread_local struct zk__worker *zk__tls_worker;
  * possibly on another worker. Does not return if the task has exited. */
 static void switch_to_worker(struct zk_task *t, bool exiting)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 #ifdef ZK_ASAN
 	__sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->thread_stack_lo,
 				       w->thread_stack_size);
@@ -81,7 +90,7 @@ static void task_free(struct zk_task *t)
 	sh->count--;
 	pthread_mutex_unlock(&sh->lock);
 	pthread_mutex_destroy(&t->wait_lock);
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	if (w && w->rt == rt && w->task_cache_n < TASK_CACHE_MAX) {
 		t->next = w->task_cache;
 		w->task_cache = t;
@@ -167,7 +176,7 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 
 void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
 {
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	if (w && w->rt == rt) {
 		if (lifo) {
 			struct zk_task *prev = w->lifo;
@@ -193,7 +202,7 @@ void zk__task_wake(struct zk_task *t)
 			if (atomic_compare_exchange_weak_explicit(&t->state, &s, ZK__T_SCHEDULED,
 								  memory_order_acq_rel,
 								  memory_order_acquire)) {
-				struct zk__worker *w = zk__tls_worker;
+				struct zk__worker *w = zk__worker_here();
 				/* Woken by a running task (a join, a message): run it
 				 * next on this worker. Woken by the loop (I/O, timer):
 				 * queue it behind what is already runnable. */
@@ -307,7 +316,7 @@ static void cancel_wait_locked(struct zk_task *t)
 	if (!wt || !wt->cancel)
 		return;
 	struct zk__worker *owner = wt->owner;
-	if (!owner || owner == zk__tls_worker) {
+	if (!owner || owner == zk__worker_here()) {
 		wt->cancel(t, wt);
 		return;
 	}
@@ -375,7 +384,7 @@ static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, v
 		return -EINVAL;
 	if (atomic_load_explicit(&rt->closing, memory_order_acquire))
 		return -ECANCELED;
-	struct zk__worker *w = zk__tls_worker;
+	struct zk__worker *w = zk__worker_here();
 	if (w && w->rt != rt)
 		w = NULL;
 	struct zk_task *t;

@@ -34,7 +34,7 @@ int zk_sleep_until(uint64_t deadline_ns)
 	for (;;) {
 		if (atomic_load_explicit(&t->cancel, memory_order_acquire))
 			return -ECANCELED;
-		struct zk__worker *w = zk__tls_worker;
+		struct zk__worker *w = zk__worker_here();
 		struct zk__timer tm = {.fire = sleep_fire, .ctx = t};
 		tm.when = zk__wheel_tick_for(&w->wheel, deadline_ns);
 		if (!zk__wheel_insert(&w->wheel, &tm)) {
