@@ -55,3 +55,28 @@ struct zk_task *zk__inject_pop(struct zk__inject *q)
 	pthread_mutex_unlock(&q->lock);
 	return t;
 }
+
+size_t zk__inject_pop_batch(struct zk__inject *q, size_t max, struct zk_task **head)
+{
+	*head = NULL;
+	if (max == 0 || zk__inject_empty(q))
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	struct zk_task *first = q->head, *last = NULL, *it = first;
+	size_t n = 0;
+	while (it && n < max) {
+		last = it;
+		it = it->next;
+		n++;
+	}
+	if (last) {
+		q->head = it;
+		if (!it)
+			q->tail = NULL;
+		last->next = NULL;
+		atomic_fetch_sub_explicit(&q->len, n, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&q->lock);
+	*head = first;
+	return n;
+}

@@ -260,6 +260,9 @@ void zk__inject_push(struct zk__inject *q, struct zk_task *t);
 void zk__inject_push_batch(struct zk__inject *q, struct zk_task *head, struct zk_task *tail,
 			   size_t n);
 struct zk_task *zk__inject_pop(struct zk__inject *q);
+/* Takes up to max tasks in FIFO order as a NULL-terminated list in *head;
+ * returns how many. One lock round trip for the whole batch. */
+size_t zk__inject_pop_batch(struct zk__inject *q, size_t max, struct zk_task **head);
 static inline bool zk__inject_empty(struct zk__inject *q)
 {
 	return atomic_load_explicit(&q->len, memory_order_acquire) == 0;

@@ -46,6 +46,32 @@ void zk__notify_parked(zk_runtime_t *rt)
 		zk__worker_wake(&rt->workers[idx]);
 }
 
+/* Takes a fair share of the global queue into the local queue (one lock
+ * round trip instead of one per task) and returns the first task. */
+static struct zk_task *pull_global(struct zk__worker *w)
+{
+	zk_runtime_t *rt = w->rt;
+	size_t queued = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
+	if (queued == 0)
+		return NULL;
+	size_t len = zk__runq_len(&w->runq);
+	size_t room = len >= ZK__RUNQ_CAP / 2 ? 0 : ZK__RUNQ_CAP / 2 - len;
+	size_t want = queued / rt->nworkers + 1;
+	if (want > room)
+		want = room;
+	struct zk_task *head;
+	if (zk__inject_pop_batch(&rt->inject, want ? want : 1, &head) == 0)
+		return NULL;
+	struct zk_task *first = head;
+	head = head->next;
+	while (head) {
+		struct zk_task *next = head->next;
+		zk__runq_push(&w->runq, head, &rt->inject);
+		head = next;
+	}
+	return first;
+}
+
 static struct zk_task *next_task(struct zk__worker *w)
 {
 	zk_runtime_t *rt = w->rt;
@@ -64,7 +90,7 @@ static struct zk_task *next_task(struct zk__worker *w)
 	w->lifo_polls = 0;
 	if ((t = zk__runq_pop(&w->runq)))
 		return t;
-	return zk__inject_pop(&rt->inject);
+	return pull_global(w);
 }
 
 /* Submits, reaps, fires timers, handles cancel requests. Returns how many
@@ -112,7 +138,7 @@ static struct zk_task *steal_work(struct zk__worker *w)
 				return t;
 		}
 	}
-	return zk__inject_pop(&rt->inject);
+	return pull_global(w);
 }
 
 static void stop_searching(struct zk__worker *w)
