@@ -80,9 +80,9 @@ struct zk_task {
 	_Atomic(struct zk__wait *) wait;
 	pthread_mutex_t wait_lock;
 	uint64_t next_timeout_ns;    /* zk_timeout_next() for the next op */
-	/* Live-task list of the spawning worker's shard (for shutdown). */
+	/* Live-task list of this task's shard (see zk__live_shard). */
 	struct zk_task *live_prev, *live_next;
-	unsigned shard;
+	uint32_t shard;              /* index in rt->shards */
 
 	void *asan_fake;
 	void *tsan_fiber;
@@ -125,16 +125,32 @@ struct zk__idle {
 
 /* ---- worker --------------------------------------------------------------- */
 
+/* Live tasks (for shutdown, and for freeing records nobody released): lists
+ * sharded by task id, each under its own lock, as Tokio's OwnedTasks. A task
+ * is linked by the thread that spawns it and unlinked by whichever thread
+ * frees its record; with ZK__SHARDS_PER_WORKER shards per worker, consecutive
+ * ids land on different shards and two workers rarely meet on one lock. A
+ * per-worker list touched only by its owner was tried: records freed by a
+ * stealing worker then had to travel back to the spawner, which during a
+ * spawn burst could not recycle them and allocated fresh memory instead
+ * (2x slower spawn_many). */
+#define ZK__SHARDS_PER_WORKER 16u
+
 struct zk__live_shard {
-	pthread_mutex_t lock;
+	_Alignas(64) pthread_mutex_t lock;
 	struct zk_task *head;
-	size_t count;
 };
 
 struct zk__worker {
 	/* Touched by other workers (stealing), on its own cache lines. */
 	struct zk__runq runq;
 	_Atomic bool parked;          /* in the sleepers list */
+	/* LIFO slot: the task just woken or spawned by the running task. Other
+	 * workers may take it (one exchange) when the rest of the queue is
+	 * empty, so a task parked in the slot behind a worker stuck in a long
+	 * computation or a blocking syscall still runs (Tokio's slot cannot be
+	 * stolen, and that starvation is a known Tokio issue). */
+	_Atomic(struct zk_task *) lifo;
 	/* Tasks this worker spawned / finished. Each is written by this worker
 	 * only, so counting costs no shared cache line; shutdown sums them. */
 	_Alignas(64) _Atomic uint64_t n_spawned;
@@ -150,7 +166,6 @@ struct zk__worker {
 	pthread_t thread;
 	struct zk__backend *backend;
 	struct zk_task *current;      /* task running now, or NULL */
-	struct zk_task *lifo;         /* LIFO slot: the task just woken */
 	unsigned lifo_polls;          /* consecutive LIFO runs this tick */
 	uint32_t tick;                /* scheduler iterations, for intervals */
 	bool searching;
@@ -189,7 +204,8 @@ struct zk_runtime {
 	unsigned ring_entries;
 	struct zk__inject inject;
 	struct zk__idle idle;
-	struct zk__live_shard *shards;   /* one per worker, plus one for outside */
+	struct zk__live_shard *shards;   /* live-task lists, see zk__live_shard */
+	unsigned nshards;                /* a power of two */
 	_Atomic uint64_t foreign_spawned; /* tasks spawned from outside */
 	_Atomic bool closing;            /* shutdown started: no new tasks */
 	_Atomic bool stop;               /* workers exit their loops */
@@ -222,7 +238,8 @@ struct zk_runtime {
  * goes through zk__worker_here(), because a task can resume on another
  * thread after any switch and the compiler would otherwise be free to reuse
  * a thread-local address computed before the switch. */
-extern _Thread_local struct zk__worker *zk__tls_worker;
+extern _Thread_local struct zk__worker *zk__tls_worker
+    __attribute__((tls_model("initial-exec")));
 
 struct zk__worker *zk__worker_here(void);
 static inline struct zk_task *zk__task_here(void)
@@ -240,6 +257,8 @@ int zk__task_park(struct zk_task *t, struct zk__wait *w);
 void zk__task_run(struct zk__worker *w, struct zk_task *t);
 void zk__task_cancel_inbox(struct zk__worker *w);
 void zk__task_free_cache(struct zk__worker *w);
+void zk__task_cancel_all(zk_runtime_t *rt);
+void zk__task_destroy_lists(zk_runtime_t *rt);
 void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo);
 int zk__spawn_with_exit(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
 			void (*on_exit)(struct zk_task *), void *ctx);

@@ -63,17 +63,9 @@ static void rt_destroy(zk_runtime_t *rt)
 {
 	zk__signal_rt_free(rt);
 	if (rt->shards) {
-		for (unsigned i = 0; i <= rt->nworkers; i++) {
-			struct zk__live_shard *sh = &rt->shards[i];
-			/* Records kept alive only by handles nobody joined. */
-			while (sh->head) {
-				struct zk_task *t = sh->head;
-				sh->head = t->live_next;
-				pthread_mutex_destroy(&t->wait_lock);
-				zk__free(t);
-			}
-			pthread_mutex_destroy(&sh->lock);
-		}
+		zk__task_destroy_lists(rt);
+		for (unsigned i = 0; i < rt->nshards; i++)
+			pthread_mutex_destroy(&rt->shards[i].lock);
 		free(rt->shards);
 	}
 	if (rt->workers) {
@@ -144,9 +136,18 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 	if (r == 0 && posix_memalign(&mem, 64, sizeof(struct zk__worker) * rt->nworkers) != 0)
 		r = -ENOMEM;
 	rt->workers = mem;
-	rt->shards = r == 0 ? calloc(rt->nworkers + 1, sizeof(*rt->shards)) : NULL;
-	if (r == 0 && !rt->shards)
+	rt->nshards = 1;
+	while (rt->nshards < rt->nworkers * ZK__SHARDS_PER_WORKER)
+		rt->nshards <<= 1;
+	mem = NULL;
+	if (r == 0 && posix_memalign(&mem, 64, sizeof(*rt->shards) * rt->nshards) != 0)
 		r = -ENOMEM;
+	rt->shards = mem;
+	if (rt->shards) {
+		memset(rt->shards, 0, sizeof(*rt->shards) * rt->nshards);
+		for (unsigned i = 0; i < rt->nshards; i++)
+			pthread_mutex_init(&rt->shards[i].lock, NULL);
+	}
 	if (r == 0)
 		r = zk__signal_rt_init(rt);
 	if (r < 0) {
@@ -160,8 +161,6 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 		return r;
 	}
 	memset(rt->workers, 0, sizeof(struct zk__worker) * rt->nworkers);
-	for (unsigned i = 0; i <= rt->nworkers; i++)
-		pthread_mutex_init(&rt->shards[i].lock, NULL);
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct zk__worker *w = &rt->workers[i];
 		zk__runq_init(&w->runq);
@@ -256,14 +255,7 @@ int zk_runtime_shutdown(zk_runtime_t *rt)
 	if (rt->shut_down)
 		return 0;
 	atomic_store_explicit(&rt->closing, true, memory_order_seq_cst);
-	for (unsigned i = 0; i <= rt->nworkers; i++) {
-		struct zk__live_shard *sh = &rt->shards[i];
-		pthread_mutex_lock(&sh->lock);
-		for (struct zk_task *t = sh->head; t; t = t->live_next)
-			if (atomic_load_explicit(&t->state, memory_order_acquire) != ZK__T_DONE)
-				zk_cancel(t);
-		pthread_mutex_unlock(&sh->lock);
-	}
+	zk__task_cancel_all(rt);
 	pthread_mutex_lock(&rt->done_lock);
 	while (zk__live_tasks(rt) > 0)
 		pthread_cond_wait(&rt->done_cond, &rt->done_lock);

@@ -27,7 +27,9 @@
 #include "fiber.h"
 #include "internal.h"
 
-_Thread_local struct zk__worker *zk__tls_worker;
+/* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call
+ * on every access (the library is linked, not dlopen'ed late). */
+_Thread_local struct zk__worker *zk__tls_worker __attribute__((tls_model("initial-exec")));
 
 /* noinline plus an opaque asm: never inlined, never assumed pure, so each
  * call reads the thread-local of the thread running at that moment. */
@@ -76,28 +78,48 @@ static void task_entry(void *arg)
 
 /* ---- records -------------------------------------------------------------- */
 
-static void task_free(struct zk_task *t)
+static void live_unlink(struct zk_task **head, struct zk_task *t)
 {
-	zk_runtime_t *rt = t->rt;
-	struct zk__live_shard *sh = &rt->shards[t->shard];
-	pthread_mutex_lock(&sh->lock);
 	if (t->live_prev)
 		t->live_prev->live_next = t->live_next;
 	else
-		sh->head = t->live_next;
+		*head = t->live_next;
 	if (t->live_next)
 		t->live_next->live_prev = t->live_prev;
-	sh->count--;
-	pthread_mutex_unlock(&sh->lock);
-	pthread_mutex_destroy(&t->wait_lock);
-	struct zk__worker *w = zk__worker_here();
-	if (w && w->rt == rt && w->task_cache_n < TASK_CACHE_MAX) {
+}
+
+static void live_link(struct zk_task **head, struct zk_task *t)
+{
+	t->live_prev = NULL;
+	t->live_next = *head;
+	if (*head)
+		(*head)->live_prev = t;
+	*head = t;
+}
+
+/* Unlinked record: keep it for reuse on this worker, or give it back. The
+ * wait lock stays initialised while the record sits in the cache. */
+static void record_recycle(struct zk__worker *w, struct zk_task *t)
+{
+	if (w && w->task_cache_n < TASK_CACHE_MAX) {
 		t->next = w->task_cache;
 		w->task_cache = t;
 		w->task_cache_n++;
 		return;
 	}
+	pthread_mutex_destroy(&t->wait_lock);
 	zk__free(t);
+}
+
+static void task_free(struct zk_task *t)
+{
+	zk_runtime_t *rt = t->rt;
+	struct zk__live_shard *sh = &rt->shards[t->shard];
+	pthread_mutex_lock(&sh->lock);
+	live_unlink(&sh->head, t);
+	pthread_mutex_unlock(&sh->lock);
+	struct zk__worker *w = zk__worker_here();
+	record_recycle(w && w->rt == rt ? w : NULL, t);
 }
 
 void zk__task_release(struct zk_task *t)
@@ -111,9 +133,38 @@ void zk__task_free_cache(struct zk__worker *w)
 	while (w->task_cache) {
 		struct zk_task *t = w->task_cache;
 		w->task_cache = t->next;
+		pthread_mutex_destroy(&t->wait_lock);
 		zk__free(t);
 	}
 	w->task_cache_n = 0;
+}
+
+/* Shutdown: cancel every task that has not returned. */
+void zk__task_cancel_all(zk_runtime_t *rt)
+{
+	for (unsigned i = 0; i < rt->nshards; i++) {
+		struct zk__live_shard *sh = &rt->shards[i];
+		pthread_mutex_lock(&sh->lock);
+		for (struct zk_task *t = sh->head; t; t = t->live_next)
+			if (atomic_load_explicit(&t->state, memory_order_acquire) != ZK__T_DONE)
+				zk_cancel(t);
+		pthread_mutex_unlock(&sh->lock);
+	}
+}
+
+/* After the workers stopped: free records that handles still hold. */
+void zk__task_destroy_lists(zk_runtime_t *rt)
+{
+	for (unsigned i = 0; i < rt->nshards; i++) {
+		struct zk_task *t = rt->shards[i].head;
+		rt->shards[i].head = NULL;
+		while (t) {
+			struct zk_task *next = t->live_next;
+			pthread_mutex_destroy(&t->wait_lock);
+			zk__free(t);
+			t = next;
+		}
+	}
 }
 
 int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *arg,
@@ -128,43 +179,51 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 		t = zk__alloc(sizeof(*t));
 		if (!t)
 			return -ENOMEM;
+		memset(t, 0, sizeof(*t));
+		pthread_mutex_init(&t->wait_lock, NULL);
 	}
-	memset(t, 0, sizeof(*t));
+	/* Field by field rather than memset: this is the spawn hot path and
+	 * the record is hot in cache; the wait lock survives recycling. */
 	atomic_init(&t->state, ZK__T_SCHEDULED);
 	atomic_init(&t->refs, 1);
 	atomic_init(&t->cancel, false);
 	atomic_init(&t->cancel_queued, false);
 	atomic_init(&t->joiner, NULL);
 	atomic_init(&t->wait, NULL);
-	pthread_mutex_init(&t->wait_lock, NULL);
+	t->started = false;
+	t->switch_reason = 0;
+	t->sp = NULL;
+	t->stack = NULL;
 	t->fn = fn;
 	t->arg = arg;
+	t->result = NULL;
+	t->exit_res = 0;
 	t->rt = rt;
+	t->next = NULL;
+	t->cancel_next = NULL;
+	t->on_exit = NULL;
+	t->on_exit_ctx = NULL;
+	t->next_timeout_ns = 0;
+	t->asan_fake = NULL;
+	t->tsan_fiber = NULL;
 	if (w) {
 		/* Worker index in the low byte keeps ids unique without a
 		 * shared counter. */
 		t->id = (++w->next_task_id << 8) | w->index;
-		t->shard = w->index;
-	} else {
-		uint64_t n = atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed);
-		t->id = ((n + 1) << 8) | 0xff;
-		t->shard = rt->nworkers;
-	}
-	if (w)
 		atomic_store_explicit(&w->n_spawned,
 				      atomic_load_explicit(&w->n_spawned, memory_order_relaxed) + 1,
 				      memory_order_release);
-	else
+	} else {
+		uint64_t n = atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed);
+		t->id = ((n + 1) << 8) | 0xff;
 		atomic_fetch_add_explicit(&rt->foreign_spawned, 1, memory_order_release);
+	}
+	t->shard = (uint32_t)((t->id >> 8) ^ (t->id & 0xff)) & (rt->nshards - 1);
 	struct zk__live_shard *sh = &rt->shards[t->shard];
 	pthread_mutex_lock(&sh->lock);
-	t->live_next = sh->head;
-	if (sh->head)
-		sh->head->live_prev = t;
-	sh->head = t;
-	sh->count++;
-	/* Checked under the shard lock that shutdown also takes: a task
-	 * inserted after shutdown walked this shard sees closing here. */
+	live_link(&sh->head, t);
+	/* Checked under the shard lock that shutdown's walk also takes: a task
+	 * linked after the walk passed this shard sees closing here. */
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
 		atomic_store_explicit(&t->cancel, true, memory_order_relaxed);
 	pthread_mutex_unlock(&sh->lock);
@@ -179,8 +238,8 @@ void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
 	struct zk__worker *w = zk__worker_here();
 	if (w && w->rt == rt) {
 		if (lifo) {
-			struct zk_task *prev = w->lifo;
-			w->lifo = t;
+			struct zk_task *prev =
+			    atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
 			if (!prev)
 				return;
 			t = prev;
@@ -397,14 +456,10 @@ static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, v
 		atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
 		*handle = t;
 	}
-	if (w) {
-		zk__runq_push(&w->runq, t, &rt->inject);
-		if (zk__idle_should_notify(&rt->idle))
-			zk__notify_parked(rt);
-	} else {
-		zk__inject_push(&rt->inject, t);
-		zk__notify_parked(rt);
-	}
+	/* From a task: into the LIFO slot, as Tokio does. The task it displaces
+	 * goes to the stealable queue and only that may wake an idle worker, so
+	 * a chain of spawns stays on one warm worker without a wake-up each. */
+	zk__schedule(rt, t, w != NULL);
 	return 0;
 }
 

@@ -57,10 +57,12 @@ int zk_sleep_ns(uint64_t ns)
 		return -EPERM;
 	if (ns == 0)
 		return zk_yield();
-	return zk_sleep_until(zk_now_ns() + ns);
+	uint64_t now = zk_now_ns();
+	/* Saturate: a huge duration means "forever", not a wrapped deadline. */
+	return zk_sleep_until(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
 }
 
 int zk_sleep_ms(uint64_t ms)
 {
-	return zk_sleep_ns(ms * ZK_NSEC_PER_MSEC);
+	return zk_sleep_ns(ms > UINT64_MAX / ZK_NSEC_PER_MSEC ? UINT64_MAX : ms * ZK_NSEC_PER_MSEC);
 }

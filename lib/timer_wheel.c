@@ -29,7 +29,8 @@ uint64_t zk__wheel_tick_for(const struct zk__timer_wheel *w, uint64_t deadline_n
 {
 	if (deadline_ns <= w->start_ns)
 		return 0;
-	return (deadline_ns - w->start_ns + TICK_NS - 1) / TICK_NS;
+	uint64_t d = deadline_ns - w->start_ns;
+	return d / TICK_NS + (d % TICK_NS != 0);
 }
 
 static inline uint64_t slot_range(unsigned level)

@@ -78,9 +78,8 @@ static struct zk_task *next_task(struct zk__worker *w)
 	struct zk_task *t;
 	if (w->tick % GLOBAL_INTERVAL == 0 && (t = zk__inject_pop(&rt->inject)))
 		return t;
-	if (w->lifo) {
-		t = w->lifo;
-		w->lifo = NULL;
+	if (atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
+	    (t = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acq_rel))) {
 		if (w->lifo_polls < MAX_LIFO_POLLS) {
 			w->lifo_polls++;
 			return t;
@@ -138,7 +137,18 @@ static struct zk_task *steal_work(struct zk__worker *w)
 				return t;
 		}
 	}
-	return pull_global(w);
+	struct zk_task *t = pull_global(w);
+	if (t || rt->nworkers == 1 || !w->searching)
+		return t;
+	/* Last resort: a task left in another worker's LIFO slot. */
+	unsigned start = next_rand(w) % rt->nworkers;
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct zk__worker *v = &rt->workers[(start + i) % rt->nworkers];
+		if (v != w && atomic_load_explicit(&v->lifo, memory_order_relaxed) &&
+		    (t = atomic_exchange_explicit(&v->lifo, NULL, memory_order_acq_rel)))
+			return t;
+	}
+	return NULL;
 }
 
 static void stop_searching(struct zk__worker *w)
@@ -155,14 +165,16 @@ static void stop_searching(struct zk__worker *w)
 static bool work_visible(struct zk__worker *w, bool check_all)
 {
 	zk_runtime_t *rt = w->rt;
-	if (w->lifo || !zk__runq_empty(&w->runq) || !zk__inject_empty(&rt->inject))
+	if (atomic_load_explicit(&w->lifo, memory_order_seq_cst) || !zk__runq_empty(&w->runq) ||
+	    !zk__inject_empty(&rt->inject))
 		return true;
 	if (atomic_load_explicit(&w->inbox_nonempty, memory_order_seq_cst) ||
 	    atomic_load_explicit(&rt->stop, memory_order_seq_cst))
 		return true;
 	if (check_all)
 		for (unsigned i = 0; i < rt->nworkers; i++)
-			if (!zk__runq_empty(&rt->workers[i].runq))
+			if (!zk__runq_empty(&rt->workers[i].runq) ||
+			    atomic_load_explicit(&rt->workers[i].lifo, memory_order_seq_cst))
 				return true;
 	return false;
 }

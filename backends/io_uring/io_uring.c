@@ -292,6 +292,10 @@ static int uring_init(struct zk__backend **out, const struct zk__backend_config 
 	if (!b)
 		return -ENOMEM;
 	unsigned entries = cfg && cfg->ring_entries ? cfg->ring_entries : 256;
+	/* A linked timeout needs two adjacent SQEs, and a cancel may need one
+	 * more beside them: a smaller SQ could never take such a group. */
+	if (entries < 8)
+		entries = 8;
 	static const unsigned flag_sets[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		IORING_SETUP_COOP_TASKRUN,
