@@ -345,6 +345,9 @@ static uint64_t median(uint64_t *v, unsigned n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* --samples: every iteration's time as a '#' note, to see warm-up and noise. */
+static bool show_samples;
+
 static void run_bench(const struct bench *b, unsigned workers, unsigned warmup, unsigned iters)
 {
 	zk_config_t cfg;
@@ -367,6 +370,12 @@ static void run_bench(const struct bench *b, unsigned workers, unsigned warmup, 
 		fprintf(stderr, "# zokio timer_churn: %ld of %u sleepers armed before cancel\n",
 			atomic_load(&churn_armed), iters * CHURN_TASKS * CHURN_ROUNDS);
 	zk_runtime_free(rt);
+	if (show_samples) {
+		fprintf(stderr, "# zokio %s samples_ns:", b->name);
+		for (unsigned i = 0; i < iters; i++)
+			fprintf(stderr, " %" PRIu64, samples[i]);
+		fputc('\n', stderr);
+	}
 	uint64_t med = median(samples, iters);
 	free(samples);
 	printf("bench=%s runtime=zokio workers=%u median_ns=%" PRIu64 " ops_per_sec=%.0f\n",
@@ -378,11 +387,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: zk-rt-bench [--workers N] [--iters N] [--warmup N] [--bench NAME[,NAME...]]"
-		" [--list]\n"
+		" [--samples] [--list]\n"
 		"  --workers N  worker threads (default 2)\n"
 		"  --iters N    timed iterations per benchmark; the median is reported (default 10)\n"
 		"  --warmup N   untimed iterations first (default 1)\n"
 		"  --bench L    comma-separated benchmarks to run (default: all)\n"
+		"  --samples    print every iteration's time to stderr\n"
 		"  --list       print the benchmark names and exit\n");
 }
 
@@ -427,6 +437,8 @@ int main(int argc, char **argv)
 			warmup = parse_count(a, v, 0), i++;
 		} else if (strcmp(a, "--bench") == 0 && v) {
 			only = v, i++;
+		} else if (strcmp(a, "--samples") == 0) {
+			show_samples = true;
 		} else if (strcmp(a, "--list") == 0) {
 			for (size_t b = 0; b < NBENCH; b++)
 				puts(benches[b].name);
