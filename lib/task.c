@@ -436,9 +436,23 @@ int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 
 /* ---- public API ------------------------------------------------------------ */
 
+#ifdef ZK_PERF_INJECT_WORK
+/* Test-only slowdown (meson option perf_inject_work) that lets the
+ * perf-regression tool prove it catches a known regression. */
+static void injected_work(void)
+{
+	volatile unsigned sink = 0;
+	for (unsigned i = 0; i < ZK_PERF_INJECT_WORK; i++)
+		sink += i;
+}
+#else
+static inline void injected_work(void) {}
+#endif
+
 static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
 			  void (*on_exit)(struct zk_task *), void *on_exit_ctx)
 {
+	injected_work();
 	if (!rt || !fn)
 		return -EINVAL;
 	if (atomic_load_explicit(&rt->closing, memory_order_acquire))
