@@ -199,6 +199,7 @@ struct zk_runtime {
 	struct zk__worker *workers;
 	const struct zk__backend_vtable *backend;
 	size_t stack_size;
+	size_t page_size;
 	int guard_mode;
 	int pin;
 	unsigned ring_entries;
@@ -229,6 +230,7 @@ struct zk_runtime {
 	pthread_mutex_t start_lock;      /* workers report init here */
 	pthread_cond_t start_cond;
 	unsigned started;
+	unsigned exited;                 /* workers out of their loops */
 };
 
 /* ---- shared internal calls ----------------------------------------------- */

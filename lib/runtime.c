@@ -32,18 +32,50 @@ static long read_max_map_count(void)
 	return v;
 }
 
+/* The backend: cfg->backend, else the ZK_BACKEND environment variable
+ * ("io_uring" or "epoll"), else io_uring, falling back to epoll when
+ * io_uring cannot be set up at all (-ENOSYS: old kernel or
+ * kernel.io_uring_disabled=2; -EPERM: io_uring_disabled=1 or a seccomp filter,
+ * as Docker's default profile). The probe is one ring created and freed on
+ * this thread: worker threads inherit its seccomp filters, so what fails here
+ * would fail there. Not cached, so a process that installs a filter later
+ * (or a forked child) is probed afresh. An explicit choice never falls back. */
 static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable **out)
 {
 	zk_backend_kind_t kind = cfg ? cfg->backend : ZK_BACKEND_DEFAULT;
-	if (kind == ZK_BACKEND_DEFAULT) {
+	bool chosen = kind != ZK_BACKEND_DEFAULT;
+	if (!chosen) {
 		const char *env = getenv("ZK_BACKEND");
-		if (env && *env && strcmp(env, "io_uring") != 0)
-			return -EINVAL;
 		kind = ZK_BACKEND_IO_URING;
+		if (env && *env) {
+			if (strcmp(env, "io_uring") == 0)
+				kind = ZK_BACKEND_IO_URING;
+			else if (strcmp(env, "epoll") == 0)
+				kind = ZK_BACKEND_EPOLL;
+			else
+				return -EINVAL;
+			chosen = true;
+		}
+	}
+	if (kind == ZK_BACKEND_EPOLL) {
+		*out = &zk__backend_epoll;
+		return 0;
 	}
 	if (kind != ZK_BACKEND_IO_URING)
 		return -EINVAL;
 	*out = &zk__backend_io_uring;
+	if (!chosen) {
+		struct zk__backend *probe;
+		struct zk__backend_config bc = {.ring_entries = cfg ? cfg->ring_entries : 0};
+		int r = zk__backend_io_uring.init(&probe, &bc);
+		if (r == 0) {
+			zk__backend_io_uring.fini(probe);
+		} else if (r == -ENOSYS || r == -EPERM) {
+			fprintf(stderr, "zokio: io_uring unavailable (%s); falling back to epoll\n",
+				strerror(-r));
+			*out = &zk__backend_epoll;
+		}
+	}
 	return 0;
 }
 
@@ -119,6 +151,7 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 	rt->nworkers = c.workers;
 	rt->backend = be;
 	rt->stack_size = stack;
+	rt->page_size = ps;
 	rt->guard_mode = (int)c.stack_guard;
 	rt->guard_budget = read_max_map_count() / 4;
 	rt->pin = c.pin_workers;
@@ -183,6 +216,11 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 		if (rt->workers[i].init_res < 0)
 			r = rt->workers[i].init_res;
 	if (r < 0) {
+		/* Threads never created count as exited for the workers' exit
+		 * barrier. */
+		pthread_mutex_lock(&rt->start_lock);
+		rt->exited += rt->nworkers - started;
+		pthread_mutex_unlock(&rt->start_lock);
 		stop_workers(rt, started);
 		rt_destroy(rt);
 		return r;

@@ -171,15 +171,23 @@ int zk_signal_wait(int signo)
 		return -EINVAL;
 	if (atomic_load_explicit(&t->cancel, memory_order_acquire))
 		return -ECANCELED;
+	/* The count at the start of the call: a signal that lands while we
+	 * install the handler or register still ends this wait. */
+	uint64_t seen = atomic_load_explicit(&sig_count[signo], memory_order_seq_cst);
 	int r = install(signo);
 	if (r < 0)
 		return r;
 	zk_runtime_t *rt = t->rt;
 	struct zk__wait wt = {.cancel = sigwait_cancel, .owner = NULL, .res = 0};
-	struct zk__sigwaiter me = {.task = t, .signo = signo, .wait = &wt};
+	struct zk__sigwaiter me = {.task = t, .signo = signo, .wait = &wt, .seen = seen};
 	wt.obj = &me;
 	pthread_mutex_lock(&rt->sig_lock);
-	me.seen = atomic_load_explicit(&sig_count[signo], memory_order_seq_cst);
+	if (atomic_load_explicit(&sig_count[signo], memory_order_seq_cst) != seen) {
+		/* Already arrived; the dispatch for it may have run before we
+		 * were on the list. */
+		pthread_mutex_unlock(&rt->sig_lock);
+		return signo;
+	}
 	me.next = rt->sig_waiters;
 	rt->sig_waiters = &me;
 	pthread_mutex_unlock(&rt->sig_lock);

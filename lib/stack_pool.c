@@ -26,14 +26,6 @@
 
 #define SLAB_STACKS 16u
 
-static size_t page_size(void)
-{
-	static size_t ps;
-	if (!ps)
-		ps = (size_t)sysconf(_SC_PAGESIZE);
-	return ps;
-}
-
 static bool want_guard(zk_runtime_t *rt)
 {
 	if (rt->guard_mode == ZK_GUARD_NEVER)
@@ -46,7 +38,7 @@ static bool want_guard(zk_runtime_t *rt)
 
 static int carve_slab(zk_runtime_t *rt, struct zk__stack_pool *pool)
 {
-	size_t ps = page_size();
+	size_t ps = rt->page_size;
 	bool guard = want_guard(rt);
 	size_t usable = rt->stack_size;
 	size_t stride = usable + (guard ? ps : 0);

@@ -248,6 +248,11 @@ void *zk__worker_main(void *arg)
 	int res = rt->backend->init(&w->backend, &cfg);
 	report_start(w, res);
 	if (res < 0) {
+		/* Counts as out of its loop for the barrier below. */
+		pthread_mutex_lock(&rt->start_lock);
+		rt->exited++;
+		pthread_cond_broadcast(&rt->start_cond);
+		pthread_mutex_unlock(&rt->start_lock);
 		zk__tls_worker = NULL;
 		return NULL;
 	}
@@ -277,9 +282,15 @@ void *zk__worker_main(void *arg)
 		w->searching = false;
 		zk__idle_from_searching(&rt->idle);
 	}
-	/* Shutdown wakes every worker under start_lock; wait until it is done
-	 * with our backend before freeing it. */
+	/* Until every worker has left its loop, another one may still wake
+	 * us (a task it runs wakes one of ours, which notifies us), so the
+	 * backend must outlive all the loops: meet here before freeing it.
+	 * Shutdown's wake-ups also happen under start_lock. */
 	pthread_mutex_lock(&rt->start_lock);
+	rt->exited++;
+	pthread_cond_broadcast(&rt->start_cond);
+	while (rt->exited < rt->nworkers)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
 	pthread_mutex_unlock(&rt->start_lock);
 	rt->backend->fini(w->backend);
 	w->backend = NULL;
