@@ -109,4 +109,20 @@ struct zk__backend_vtable {
 
 extern const struct zk__backend_vtable zk__backend_io_uring;
 
+/* The epoll backend (backends/epoll/): completions emulated on readiness,
+ * regular-file I/O, fsync and openat on a blocking thread pool. Same
+ * results as io_uring, except:
+ *   - cancel() or an expired timeout_ns cannot stop an op a pool thread is
+ *     already running (a blocking syscall on a regular file): it completes
+ *     with its real result. A queued pool op, and every op waiting for
+ *     readiness, completes with -ECANCELED / -ETIMEDOUT as on io_uring.
+ *   - An op waiting on an fd that is closed (close(2)) while it waits
+ *     completes with -EBADF once the backend notices (before the worker
+ *     next sleeps), where io_uring keeps it waiting on the closed file.
+ *   - CONNECT on a Unix socket whose listener's backlog is full returns
+ *     -EAGAIN (io_uring waits).
+ *   - A write to a pipe with no reader returns -EPIPE and raises no
+ *     SIGPIPE; on sockets neither backend raises it. */
+extern const struct zk__backend_vtable zk__backend_epoll;
+
 #endif

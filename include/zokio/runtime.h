@@ -21,8 +21,12 @@ typedef struct zk_runtime zk_runtime_t;
 
 /* Which I/O backend the workers use. */
 typedef enum zk_backend_kind {
-	ZK_BACKEND_DEFAULT = 0, /* ZK_BACKEND env var if set, else io_uring */
+	ZK_BACKEND_DEFAULT = 0, /* ZK_BACKEND env var ("io_uring" or "epoll") if
+	                         * set, else io_uring, or epoll (with one line on
+	                         * stderr) when io_uring is unavailable (-ENOSYS,
+	                         * -EPERM: old kernel, io_uring_disabled, seccomp) */
 	ZK_BACKEND_IO_URING = 1,
+	ZK_BACKEND_EPOLL = 2,   /* epoll; file I/O on a blocking thread pool */
 } zk_backend_kind_t;
 
 /* Runtime configuration. Zero-initialise and set what you need; every field
