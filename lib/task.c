@@ -245,7 +245,10 @@ void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
 			t = prev;
 		}
 		zk__runq_push(&w->runq, t, &rt->inject);
-		if (zk__idle_should_notify(&rt->idle))
+		/* Not while this worker reaps inside its own park: it counts as
+		 * parked and could pick itself. It decides once it is up. */
+		if (!atomic_load_explicit(&w->parked, memory_order_relaxed) &&
+		    zk__idle_should_notify(&rt->idle))
 			zk__notify_parked(rt);
 		return;
 	}

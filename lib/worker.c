@@ -193,6 +193,10 @@ static void park(struct zk__worker *w)
 	atomic_store_explicit(&w->parked, false, memory_order_relaxed);
 	if (!zk__idle_unpark(&rt->idle, w->index))
 		w->searching = true; /* a notifier woke us to search */
+	/* The wait made several tasks runnable here: let an idle worker help
+	 * (the wakes inside the wait did not notify, see zk__schedule). */
+	if (zk__runq_len(&w->runq) > 1 && zk__idle_should_notify(&rt->idle))
+		zk__notify_parked(rt);
 }
 
 static void pin_to_cpu(struct zk__worker *w)
