@@ -1,0 +1,3 @@
+module zokio.local/benchmarks/go
+
+go 1.19
