@@ -116,9 +116,16 @@ extern const struct zk__backend_vtable zk__backend_io_uring;
  *     already running (a blocking syscall on a regular file): it completes
  *     with its real result. A queued pool op, and every op waiting for
  *     readiness, completes with -ECANCELED / -ETIMEDOUT as on io_uring.
- *   - An op waiting on an fd that is closed (close(2)) while it waits
- *     completes with -EBADF once the backend notices (before the worker
- *     next sleeps), where io_uring keeps it waiting on the closed file.
+ *   - An op waiting on an fd that another thread closes meanwhile keeps
+ *     waiting until cancelled or timed out, as on io_uring; but where
+ *     io_uring's op holds the file and still completes if the file becomes
+ *     ready, on epoll a close that drops the file's last reference also
+ *     drops the readiness registration.
+ *   - An fd closed with close(2) whose number is reused: the first op that
+ *     waits on the new file is sure to see its readiness only once the
+ *     worker verifies the registration (before it next sleeps, or within
+ *     64 polls while busy). A zk_close() run on the same worker avoids
+ *     even that delay.
  *   - CONNECT on a Unix socket whose listener's backlog is full returns
  *     -EAGAIN (io_uring waits).
  *   - A write to a pipe with no reader returns -EPIPE and raises no

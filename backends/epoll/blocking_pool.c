@@ -187,7 +187,11 @@ static void *pool_main(void *arg)
 		pthread_mutex_lock(&pool.lock);
 	}
 	pool.nthreads--;
-	pool.slot[slot] = SLOT_EXITED;
+	/* When stopping, the last release already took our handle to join
+	 * (and emptied the slot); marking it would make a later start join
+	 * us a second time. */
+	if (pool.slot[slot] == SLOT_LIVE)
+		pool.slot[slot] = SLOT_EXITED;
 	pthread_mutex_unlock(&pool.lock);
 	return NULL;
 }
