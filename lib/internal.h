@@ -208,6 +208,7 @@ struct zk_runtime {
 	struct zk__live_shard *shards;   /* live-task lists, see zk__live_shard */
 	unsigned nshards;                /* a power of two */
 	_Atomic uint64_t foreign_spawned; /* tasks spawned from outside */
+	_Atomic unsigned foreign_spawning; /* outside spawns in progress */
 	_Atomic bool closing;            /* shutdown started: no new tasks */
 	_Atomic bool stop;               /* workers exit their loops */
 	bool shut_down;

@@ -295,7 +295,8 @@ int zk_runtime_shutdown(zk_runtime_t *rt)
 	atomic_store_explicit(&rt->closing, true, memory_order_seq_cst);
 	zk__task_cancel_all(rt);
 	pthread_mutex_lock(&rt->done_lock);
-	while (zk__live_tasks(rt) > 0)
+	while (zk__live_tasks(rt) > 0 ||
+	       atomic_load_explicit(&rt->foreign_spawning, memory_order_seq_cst) > 0)
 		pthread_cond_wait(&rt->done_cond, &rt->done_lock);
 	pthread_mutex_unlock(&rt->done_lock);
 	stop_workers(rt, rt->nworkers);

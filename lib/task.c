@@ -439,6 +439,10 @@ int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 
 /* ---- public API ------------------------------------------------------------ */
 
+static int spawn_queue(zk_runtime_t *rt, struct zk__worker *w, zk_task_t **handle,
+		       zk_task_fn fn, void *arg, void (*on_exit)(struct zk_task *),
+		       void *on_exit_ctx);
+
 #ifdef ZK_PERF_INJECT_WORK
 /* Test-only slowdown (meson option perf_inject_work) that lets the
  * perf-regression tool prove it catches a known regression. */
@@ -458,11 +462,35 @@ static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, v
 	injected_work();
 	if (!rt || !fn)
 		return -EINVAL;
-	if (atomic_load_explicit(&rt->closing, memory_order_acquire))
-		return -ECANCELED;
 	struct zk__worker *w = zk__worker_here();
 	if (w && w->rt != rt)
 		w = NULL;
+	if (!w) {
+		/* A spawn from outside must finish (queue its task, wake a
+		 * worker) before shutdown may stop the workers, or see that
+		 * shutdown began and back out: announce it, then look (both
+		 * seq_cst; shutdown sets closing, then waits for zero). */
+		atomic_fetch_add_explicit(&rt->foreign_spawning, 1, memory_order_seq_cst);
+		int r = atomic_load_explicit(&rt->closing, memory_order_seq_cst)
+			    ? -ECANCELED
+			    : spawn_queue(rt, NULL, handle, fn, arg, on_exit, on_exit_ctx);
+		if (atomic_fetch_sub_explicit(&rt->foreign_spawning, 1, memory_order_seq_cst) == 1 &&
+		    atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
+			pthread_mutex_lock(&rt->done_lock);
+			pthread_cond_broadcast(&rt->done_cond);
+			pthread_mutex_unlock(&rt->done_lock);
+		}
+		return r;
+	}
+	if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+		return -ECANCELED;
+	return spawn_queue(rt, w, handle, fn, arg, on_exit, on_exit_ctx);
+}
+
+static int spawn_queue(zk_runtime_t *rt, struct zk__worker *w, zk_task_t **handle,
+		       zk_task_fn fn, void *arg, void (*on_exit)(struct zk_task *),
+		       void *on_exit_ctx)
+{
 	struct zk_task *t;
 	int r = zk__task_new(rt, w, fn, arg, &t);
 	if (r < 0)
