@@ -56,7 +56,9 @@ int zk_tcp_connect(const char *host, uint16_t port)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	int r = zk_connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	if (r < 0) {
-		close(fd);
+		/* Through the backend, so a readiness backend drops its
+		 * registration of the fd at once. */
+		zk_close(fd);
 		return r;
 	}
 	return fd;
