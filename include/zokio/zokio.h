@@ -5,6 +5,7 @@
 #include "fs.h"
 #include "net.h"
 #include "runtime.h"
+#include "select.h"
 #include "signal.h"
 #include "sync.h"
 #include "task.h"
