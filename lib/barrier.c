@@ -104,14 +104,8 @@ static void bw_unreg(struct zk__arm *a)
 	pthread_mutex_unlock(&b->lock);
 }
 
-static bool bw_finish(struct zk__arm *a)
-{
-	a->res = a->w.res;
-	return true;
-}
-
 static const struct zk__arm_ops barrier_arm = {
-	.try_op = bw_try, .reg = bw_reg, .unreg = bw_unreg, .finish = bw_finish,
+	.try_op = bw_try, .reg = bw_reg, .unreg = bw_unreg, .finish = zk__arm_finish_res,
 };
 
 int zk_barrier_wait_timeout(zk_barrier_t *b, uint64_t timeout_ns)

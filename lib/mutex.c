@@ -121,14 +121,8 @@ static void lock_unreg(struct zk__arm *a)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static bool lock_finish(struct zk__arm *a)
-{
-	a->res = a->w.res;
-	return true;
-}
-
 const struct zk__arm_ops zk__mutex_lock_arm = {
-	.try_op = lock_try, .reg = lock_reg, .unreg = lock_unreg, .finish = lock_finish,
+	.try_op = lock_try, .reg = lock_reg, .unreg = lock_unreg, .finish = zk__arm_finish_res,
 };
 
 static int lock_common(zk_mutex_t *m, uint64_t deadline)

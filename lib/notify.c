@@ -166,14 +166,8 @@ static void wait_unreg(struct zk__arm *a)
 	pthread_mutex_unlock(&n->lock);
 }
 
-static bool wait_finish(struct zk__arm *a)
-{
-	a->res = a->w.res;
-	return true;
-}
-
 const struct zk__arm_ops zk__notify_wait_arm = {
-	.try_op = wait_try, .reg = wait_reg, .unreg = wait_unreg, .finish = wait_finish,
+	.try_op = wait_try, .reg = wait_reg, .unreg = wait_unreg, .finish = zk__arm_finish_res,
 };
 
 int zk_notify_wait(zk_notify_t *n)

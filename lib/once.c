@@ -100,14 +100,8 @@ static void turn_unreg(struct zk__arm *a)
 	pthread_mutex_unlock(&o->lock);
 }
 
-static bool turn_finish(struct zk__arm *a)
-{
-	a->res = a->w.res;
-	return true;
-}
-
 static const struct zk__arm_ops once_arm = {
-	.try_op = turn_try, .reg = turn_reg, .unreg = turn_unreg, .finish = turn_finish,
+	.try_op = turn_try, .reg = turn_reg, .unreg = turn_unreg, .finish = zk__arm_finish_res,
 };
 
 int zk_once_get_or_init(zk_once_t *o, zk_once_fn init, void *arg, void **value)

@@ -223,14 +223,8 @@ static void acq_unreg(struct zk__arm *a)
 	zk__wakelist_flush(&wl);
 }
 
-static bool acq_finish(struct zk__arm *a)
-{
-	a->res = a->w.res;
-	return true;
-}
-
 const struct zk__arm_ops zk__sem_acquire_arm = {
-	.try_op = acq_try, .reg = acq_reg, .unreg = acq_unreg, .finish = acq_finish,
+	.try_op = acq_try, .reg = acq_reg, .unreg = acq_unreg, .finish = zk__arm_finish_res,
 };
 
 static int acquire_common(zk_sem_t *s, uint64_t n, uint64_t deadline)

@@ -359,3 +359,9 @@ int zk__wait_one(struct zk__arm *a, uint64_t deadline, unsigned flags)
 	int r = zk__select(a, 1, 0, deadline, flags);
 	return r < 0 ? r : a->res;
 }
+
+bool zk__arm_finish_res(struct zk__arm *a)
+{
+	a->res = a->w.res;
+	return true;
+}

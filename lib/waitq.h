@@ -171,6 +171,10 @@ enum {
 	ZK__REG_LOST = 2,    /* ready, but the selection was already claimed */
 };
 
+/* The finish() of every arm whose result is just the waker's w.res. */
+struct zk__arm;
+bool zk__arm_finish_res(struct zk__arm *a);
+
 struct zk__arm_ops {
 	/* Performs the operation if it can complete without waiting: returns
 	 * true with a->res set, else false. Never registers anything. */
