@@ -12,7 +12,9 @@
  * An iteration is timed on the main thread around the call that starts the
  * work and waits for it (zk_block_on, or the spawns plus a latch for the
  * remote benchmark), so both runtimes pay the same entry and exit costs.
- * Notes go to stderr prefixed with '#', so stdout stays machine-readable. */
+ * Notes go to stderr prefixed with '#', so stdout stays machine-readable.
+ * The sync benchmarks (mpsc_*, mutex_contended, notify_pingpong) check
+ * their results and exit 1 on a wrong one. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "zokio/zokio.h"
 
@@ -36,6 +39,13 @@
 #define CHURN_ROUNDS 100u
 /* Far enough that a churned sleeper never fires on its own. */
 #define CHURN_SLEEP_MS 60000u
+#define MPSC_MSGS 1000000u
+#define MPSC_CAP 1024u
+#define MPSC_PRODUCERS 4u
+#define MPSC_BATCH 64u
+#define MUTEX_TASKS 4u
+#define MUTEX_ITERS 100000u
+#define NOTIFY_ROUNDS 100000u
 
 #define CHECK(expr)                                                                        \
 	do {                                                                               \
@@ -44,6 +54,17 @@
 			fprintf(stderr, "zk-rt-bench: %s failed: %s (%s:%d)\n", #expr,    \
 				strerror(-check_r_), __FILE__, __LINE__);                  \
 			abort();                                                           \
+		}                                                                          \
+	} while (0)
+
+/* A wrong result (a lost message, a lost increment): say so and exit 1. */
+#define VERIFY(cond, ...)                                                                  \
+	do {                                                                               \
+		if (!(cond)) {                                                             \
+			fprintf(stderr, "zk-rt-bench: check failed: " __VA_ARGS__);        \
+			fputc('\n', stderr);                                               \
+			fflush(NULL);                                                      \
+			_exit(1);                                                          \
 		}                                                                          \
 	} while (0)
 
@@ -314,6 +335,170 @@ static void timer_churn(zk_runtime_t *rt)
 	CHECK(zk_block_on(rt, timer_churn_driver, NULL, NULL));
 }
 
+/* ---- mpsc_1to1, mpsc_1to1_batch, mpsc_4to1 ------------------------------------------ */
+
+/* Producers send MPSC_MSGS messages in all into a bounded channel of
+ * MPSC_CAP; the driver task is the consumer. Each producer registers as a
+ * sender and drops when done, so the channel closes after the last message
+ * (Tokio: the Senders are dropped) and the consumer receives until -EPIPE.
+ * A message is (producer << 32 | sequence from 1): the consumer checks each
+ * producer's FIFO order, the count and the sum. */
+static zk_chan_t *mpsc_ch;
+static unsigned mpsc_producers;
+static bool mpsc_batch;
+
+static void *mpsc_producer(void *arg)
+{
+	uintptr_t p = (uintptr_t)arg;
+	uintptr_t n = MPSC_MSGS / mpsc_producers;
+	for (uintptr_t i = 1; i <= n; i++)
+		CHECK(zk_chan_send(mpsc_ch, (void *)(p << 32 | i)));
+	CHECK(zk_chan_sender_drop(mpsc_ch));
+	return NULL;
+}
+
+static void mpsc_take(uint64_t v, uint64_t *last, uint64_t *count, uint64_t *sum)
+{
+	uint64_t p = v >> 32, seq = v & 0xffffffffu;
+	VERIFY(p < mpsc_producers && seq == last[p] + 1,
+	       "mpsc: producer %" PRIu64 " message %" PRIu64 " out of order", p, seq);
+	last[p] = seq;
+	(*count)++;
+	*sum += seq;
+}
+
+static void *mpsc_driver(void *arg)
+{
+	(void)arg;
+	CHECK(zk_chan_create(&mpsc_ch, MPSC_CAP));
+	for (unsigned p = 0; p < mpsc_producers; p++) {
+		CHECK(zk_chan_sender_add(mpsc_ch));
+		CHECK(zk_spawn(NULL, mpsc_producer, (void *)(uintptr_t)p));
+	}
+	uint64_t last[MPSC_PRODUCERS] = {0}, count = 0, sum = 0;
+	int r;
+	if (mpsc_batch) {
+		void *buf[MPSC_BATCH];
+		while ((r = zk_chan_recv_many(mpsc_ch, buf, MPSC_BATCH)) > 0)
+			for (int i = 0; i < r; i++)
+				mpsc_take((uintptr_t)buf[i], last, &count, &sum);
+	} else {
+		void *v;
+		while ((r = zk_chan_recv(mpsc_ch, &v)) == 0)
+			mpsc_take((uintptr_t)v, last, &count, &sum);
+	}
+	VERIFY(r == -EPIPE, "mpsc: receive ended with %d, not -EPIPE", r);
+	uint64_t n = MPSC_MSGS / mpsc_producers;
+	VERIFY(count == MPSC_MSGS && sum == mpsc_producers * (n * (n + 1) / 2),
+	       "mpsc: received %" PRIu64 " messages (sum %" PRIu64 "), expected %u", count, sum,
+	       MPSC_MSGS);
+	zk_chan_free(mpsc_ch);
+	return NULL;
+}
+
+static void mpsc_run(zk_runtime_t *rt, unsigned producers, bool batch)
+{
+	mpsc_producers = producers;
+	mpsc_batch = batch;
+	CHECK(zk_block_on(rt, mpsc_driver, NULL, NULL));
+}
+
+static void mpsc_1to1(zk_runtime_t *rt)
+{
+	mpsc_run(rt, 1, false);
+}
+
+static void mpsc_1to1_batch(zk_runtime_t *rt)
+{
+	mpsc_run(rt, 1, true);
+}
+
+static void mpsc_4to1(zk_runtime_t *rt)
+{
+	mpsc_run(rt, MPSC_PRODUCERS, false);
+}
+
+/* ---- mutex_contended ----------------------------------------------------------------- */
+
+/* MUTEX_TASKS tasks each lock one async mutex MUTEX_ITERS times and bump a
+ * plain counter under it; the driver joins them and checks the count. */
+static zk_mutex_t mutex_m = ZK_MUTEX_INITIALIZER;
+static uint64_t mutex_counter;
+
+static void *mutex_task(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < MUTEX_ITERS; i++) {
+		CHECK(zk_mutex_lock(&mutex_m));
+		mutex_counter++;
+		CHECK(zk_mutex_unlock(&mutex_m));
+	}
+	return NULL;
+}
+
+static void *mutex_driver(void *arg)
+{
+	(void)arg;
+	zk_task_t *h[MUTEX_TASKS];
+	mutex_counter = 0;
+	for (unsigned i = 0; i < MUTEX_TASKS; i++)
+		CHECK(zk_spawn(&h[i], mutex_task, NULL));
+	for (unsigned i = 0; i < MUTEX_TASKS; i++)
+		CHECK(zk_join(h[i], NULL));
+	VERIFY(mutex_counter == (uint64_t)MUTEX_TASKS * MUTEX_ITERS,
+	       "mutex: counter %" PRIu64 ", expected %u", mutex_counter,
+	       MUTEX_TASKS * MUTEX_ITERS);
+	return NULL;
+}
+
+static void mutex_contended(zk_runtime_t *rt)
+{
+	CHECK(zk_block_on(rt, mutex_driver, NULL, NULL));
+}
+
+/* ---- notify_pingpong ------------------------------------------------------------------ */
+
+/* The driver notifies `ping` and waits on `pong`; a partner task waits on
+ * `ping`, counts, and notifies `pong`: NOTIFY_ROUNDS round trips. */
+static zk_notify_t notify_ping, notify_pong;
+static uint64_t notify_count;
+
+static void *notify_partner(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < NOTIFY_ROUNDS; i++) {
+		CHECK(zk_notify_wait(&notify_ping));
+		notify_count++;
+		CHECK(zk_notify_one(&notify_pong));
+	}
+	return NULL;
+}
+
+static void *notify_driver(void *arg)
+{
+	(void)arg;
+	zk_task_t *h;
+	notify_count = 0;
+	CHECK(zk_spawn(&h, notify_partner, NULL));
+	for (unsigned i = 0; i < NOTIFY_ROUNDS; i++) {
+		CHECK(zk_notify_one(&notify_ping));
+		CHECK(zk_notify_wait(&notify_pong));
+	}
+	CHECK(zk_join(h, NULL));
+	VERIFY(notify_count == NOTIFY_ROUNDS, "notify: %" PRIu64 " round trips, expected %u",
+	       notify_count, NOTIFY_ROUNDS);
+	return NULL;
+}
+
+static void notify_pingpong(zk_runtime_t *rt)
+{
+	CHECK(zk_notify_init(&notify_ping));
+	CHECK(zk_notify_init(&notify_pong));
+	CHECK(zk_block_on(rt, notify_driver, NULL, NULL));
+	CHECK(zk_notify_destroy(&notify_ping));
+	CHECK(zk_notify_destroy(&notify_pong));
+}
+
 /* ---- driver ------------------------------------------------------------------------- */
 
 struct bench {
@@ -330,6 +515,11 @@ static const struct bench benches[] = {
 	{"yield_many", yield_many, (double)YIELD_TASKS * YIELD_COUNT},
 	{"sleepers", sleepers, SLEEPERS_N},
 	{"timer_churn", timer_churn, (double)CHURN_TASKS * CHURN_ROUNDS},
+	{"mpsc_1to1", mpsc_1to1, MPSC_MSGS},
+	{"mpsc_1to1_batch", mpsc_1to1_batch, MPSC_MSGS},
+	{"mpsc_4to1", mpsc_4to1, MPSC_MSGS},
+	{"mutex_contended", mutex_contended, (double)MUTEX_TASKS * MUTEX_ITERS},
+	{"notify_pingpong", notify_pingpong, NOTIFY_ROUNDS},
 };
 #define NBENCH (sizeof(benches) / sizeof(benches[0]))
 

@@ -513,7 +513,8 @@ class Suite:
     def make_benches(self):
         B = []
         rt_names = ["spawn_many_local", "spawn_many_remote", "chained_spawn", "ping_pong",
-                    "yield_many", "sleepers", "timer_churn"]
+                    "yield_many", "sleepers", "timer_churn", "mpsc_1to1", "mpsc_1to1_batch",
+                    "mpsc_4to1", "mutex_contended", "notify_pingpong"]
         for n in rt_names:
             B.append(Bench(n, "runtime", ["zokio", "tokio"], self.rt_runner(n),
                            [("ops_per_sec", HIGHER)]))

@@ -4,9 +4,11 @@
 //!
 //! The workloads follow Tokio's benches/rt_multi_threaded.rs, reshaped so
 //! that both sides do the same work: a driver task spawns the work and waits
-//! on a oneshot that the last task completes (Zokio has no mpsc yet), and the
-//! counters and the sender are statics, as the C side's are globals, rather
-//! than an Arc cloned into every task. Each benchmark gets a fresh runtime
+//! on a oneshot that the last task completes (Tokio's benches use an mpsc
+//! there), and the counters and the sender are statics, as the C side's are
+//! globals, rather than an Arc cloned into every task. The sync benchmarks
+//! (mpsc_*, mutex_contended, notify_pingpong) measure tokio::sync against
+//! zokio/sync.h; they check their results and exit 1 on a wrong one. Each benchmark gets a fresh runtime
 //! (multi-thread, `worker_threads(W)`, I/O and time drivers on), runs
 //! --warmup untimed iterations, then --iters timed ones, and prints
 //!
@@ -16,11 +18,11 @@
 //! plus a latch for the remote benchmark), as on the C side.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Runtime};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 // Sizes, as in rt_bench.c (keep the two in step).
 const SPAWN_MANY_N: usize = 100_000;
@@ -34,6 +36,21 @@ const CHURN_TASKS: usize = 100;
 const CHURN_ROUNDS: usize = 100;
 // Far enough that a churned sleeper never fires on its own.
 const CHURN_SLEEP_MS: u64 = 60_000;
+const MPSC_MSGS: u64 = 1_000_000;
+const MPSC_CAP: usize = 1024;
+const MPSC_PRODUCERS: u64 = 4;
+const MPSC_BATCH: usize = 64;
+const MUTEX_TASKS: usize = 4;
+const MUTEX_ITERS: usize = 100_000;
+const NOTIFY_ROUNDS: usize = 100_000;
+
+// A wrong result (a lost message, a lost increment): say so and exit 1.
+fn verify(ok: bool, what: std::fmt::Arguments) {
+    if !ok {
+        eprintln!("tokio-rt-bench: check failed: {}", what);
+        std::process::exit(1);
+    }
+}
 
 // ---- shared completion state ------------------------------------------------
 
@@ -193,6 +210,124 @@ fn timer_churn(rt: &Runtime) {
     });
 }
 
+// Producers send MPSC_MSGS messages in all into a bounded channel of
+// MPSC_CAP; the driver task is the consumer and receives until every Sender
+// is dropped. A message is (producer << 32 | sequence from 1): the consumer
+// checks each producer's FIFO order, the count and the sum, as the C side.
+// The batch variant drains up to MPSC_BATCH per wake-up with try_recv after
+// a recv (Tokio 1.24 has no recv_many), as zk_chan_recv_many does.
+fn mpsc_run(rt: &Runtime, producers: u64, batch: bool) {
+    block_on_task(rt, async move {
+        let (tx, mut rx) = mpsc::channel::<u64>(MPSC_CAP);
+        let n = MPSC_MSGS / producers;
+        for p in 0..producers {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in 1..=n {
+                    tx.send(p << 32 | i).await.unwrap();
+                }
+            });
+        }
+        drop(tx);
+        let mut last = [0u64; MPSC_PRODUCERS as usize];
+        let (mut count, mut sum) = (0u64, 0u64);
+        let mut take = |v: u64| {
+            let (p, seq) = ((v >> 32) as usize, v & 0xffff_ffff);
+            verify(
+                p < producers as usize && seq == last[p] + 1,
+                format_args!("mpsc: producer {} message {} out of order", p, seq),
+            );
+            last[p] = seq;
+            count += 1;
+            sum += seq;
+        };
+        while let Some(v) = rx.recv().await {
+            take(v);
+            if batch {
+                for _ in 1..MPSC_BATCH {
+                    match rx.try_recv() {
+                        Ok(v) => take(v),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        verify(
+            count == MPSC_MSGS && sum == producers * (n * (n + 1) / 2),
+            format_args!(
+                "mpsc: received {} messages (sum {}), expected {}",
+                count, sum, MPSC_MSGS
+            ),
+        );
+    });
+}
+
+fn mpsc_1to1(rt: &Runtime) {
+    mpsc_run(rt, 1, false);
+}
+
+fn mpsc_1to1_batch(rt: &Runtime) {
+    mpsc_run(rt, 1, true);
+}
+
+fn mpsc_4to1(rt: &Runtime) {
+    mpsc_run(rt, MPSC_PRODUCERS, false);
+}
+
+// MUTEX_TASKS tasks each lock one async mutex MUTEX_ITERS times and bump the
+// counter it guards; the driver joins them and checks the count.
+fn mutex_contended(rt: &Runtime) {
+    block_on_task(rt, async {
+        let m = Arc::new(tokio::sync::Mutex::new(0u64));
+        let handles: Vec<_> = (0..MUTEX_TASKS)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    for _ in 0..MUTEX_ITERS {
+                        *m.lock().await += 1;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        let c = *m.lock().await;
+        verify(
+            c == (MUTEX_TASKS * MUTEX_ITERS) as u64,
+            format_args!("mutex: counter {}, expected {}", c, MUTEX_TASKS * MUTEX_ITERS),
+        );
+    });
+}
+
+// The driver notifies `ping` and waits on `pong`; a partner task waits on
+// `ping`, counts, and notifies `pong`: NOTIFY_ROUNDS round trips.
+fn notify_pingpong(rt: &Runtime) {
+    block_on_task(rt, async {
+        let ping = Arc::new(Notify::new());
+        let pong = Arc::new(Notify::new());
+        let (ping2, pong2) = (ping.clone(), pong.clone());
+        let partner = tokio::spawn(async move {
+            let mut count = 0usize;
+            for _ in 0..NOTIFY_ROUNDS {
+                ping2.notified().await;
+                count += 1;
+                pong2.notify_one();
+            }
+            count
+        });
+        for _ in 0..NOTIFY_ROUNDS {
+            ping.notify_one();
+            pong.notified().await;
+        }
+        let count = partner.await.unwrap();
+        verify(
+            count == NOTIFY_ROUNDS,
+            format_args!("notify: {} round trips, expected {}", count, NOTIFY_ROUNDS),
+        );
+    });
+}
+
 // ---- driver -------------------------------------------------------------------------
 
 struct Bench {
@@ -236,6 +371,31 @@ const BENCHES: &[Bench] = &[
         name: "timer_churn",
         run: timer_churn,
         ops: (CHURN_TASKS * CHURN_ROUNDS) as f64,
+    },
+    Bench {
+        name: "mpsc_1to1",
+        run: mpsc_1to1,
+        ops: MPSC_MSGS as f64,
+    },
+    Bench {
+        name: "mpsc_1to1_batch",
+        run: mpsc_1to1_batch,
+        ops: MPSC_MSGS as f64,
+    },
+    Bench {
+        name: "mpsc_4to1",
+        run: mpsc_4to1,
+        ops: MPSC_MSGS as f64,
+    },
+    Bench {
+        name: "mutex_contended",
+        run: mutex_contended,
+        ops: (MUTEX_TASKS * MUTEX_ITERS) as f64,
+    },
+    Bench {
+        name: "notify_pingpong",
+        run: notify_pingpong,
+        ops: NOTIFY_ROUNDS as f64,
     },
 ];
 
