@@ -259,6 +259,10 @@ void zk__task_wake(struct zk_task *t);
 int zk__task_park(struct zk_task *t, struct zk__wait *w);
 void zk__task_run(struct zk__worker *w, struct zk_task *t);
 void zk__task_cancel_inbox(struct zk__worker *w);
+/* Queues t on owner's cancel inbox (once) and wakes owner, which then runs
+ * t's published wait->cancel on its own thread. Call with t->wait_lock held
+ * and the wait published. */
+void zk__task_inbox_push(struct zk_task *t, struct zk__worker *owner);
 void zk__task_free_cache(struct zk__worker *w);
 void zk__task_cancel_all(zk_runtime_t *rt);
 void zk__task_destroy_lists(zk_runtime_t *rt);

@@ -382,7 +382,13 @@ static void cancel_wait_locked(struct zk_task *t)
 		wt->cancel(t, wt);
 		return;
 	}
-	/* Owned by another worker: hand it over, once. */
+	/* Owned by another worker: hand it over. */
+	zk__task_inbox_push(t, owner);
+}
+
+void zk__task_inbox_push(struct zk_task *t, struct zk__worker *owner)
+{
+	/* Once: a task already queued on some inbox is not queued again. */
 	if (atomic_exchange_explicit(&t->cancel_queued, true, memory_order_acq_rel))
 		return;
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);

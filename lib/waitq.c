@@ -112,25 +112,6 @@ static void disarm_cb(struct zk_task *t, struct zk__wait *wt)
 	zk__task_wake(t);
 }
 
-/* Queues t on owner's cancel inbox, as task.c's cancel_wait_locked does for
- * a cancel owned by another worker; the owner then calls the published
- * wait's cancel callback on its thread. Called with t->wait_lock held and
- * the wait already published. If t is already queued somewhere, the entry
- * there is on this owner's inbox: an entry is only queued while a wait it
- * owns is published, and this task published none since it was woken. */
-static void inbox_push(struct zk_task *t, struct zk__worker *owner)
-{
-	if (atomic_exchange_explicit(&t->cancel_queued, true, memory_order_acq_rel))
-		return;
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-	pthread_mutex_lock(&owner->inbox_lock);
-	t->cancel_next = owner->inbox;
-	owner->inbox = t;
-	atomic_store_explicit(&owner->inbox_nonempty, true, memory_order_seq_cst);
-	pthread_mutex_unlock(&owner->inbox_lock);
-	zk__worker_wake(owner);
-}
-
 /* The task resumed on another worker than tw with its timer still armed:
  * have tw remove it, suspended meanwhile. Not cancellable (it must happen). */
 static void disarm_remote(struct zk__sel *s)
@@ -140,7 +121,10 @@ static void disarm_remote(struct zk__sel *s)
 	s->disarm_done = false;
 	pthread_mutex_lock(&t->wait_lock);
 	atomic_store_explicit(&t->wait, &dw, memory_order_seq_cst);
-	inbox_push(t, s->tw);
+	/* If t is already queued on some inbox, that entry is on tw's: an
+	 * entry is only queued while a wait its worker owns is published, and
+	 * this task published none since it was woken. */
+	zk__task_inbox_push(t, s->tw);
 	pthread_mutex_unlock(&t->wait_lock);
 	zk__task_park(t, &dw);
 }
