@@ -331,8 +331,13 @@ static bool drained(struct zk_chan *ch)
 {
 	if (ch->cap) {
 		uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
-		return (t & CLOSED_BIT) &&
-		       (t >> 1) == atomic_load_explicit(&ch->head, memory_order_relaxed);
+		if (!(t & CLOSED_BIT) ||
+		    (t >> 1) != atomic_load_explicit(&ch->head, memory_order_relaxed))
+			return false;
+		/* Wait out a zk_chan_close() still inside its locked region. */
+		pthread_mutex_lock(&ch->lock);
+		pthread_mutex_unlock(&ch->lock);
+		return true;
 	}
 	if (!atomic_load_explicit(&ch->closed, memory_order_acquire))
 		return false;
@@ -527,21 +532,23 @@ int zk_chan_close(zk_chan_t *ch)
 	if (!ch)
 		return -EINVAL;
 	bool was;
+	/* Closing and waking happen in one locked region, and drained() takes
+	 * the lock before it reports -EPIPE: a receiver that sees the channel
+	 * closed and frees it cannot do so while we still use it. */
+	pthread_mutex_lock(&ch->lock);
 	if (ch->cap) {
 		/* The CLOSED bit first: from here no send gets a position. */
 		uint64_t t = atomic_fetch_or_explicit(&ch->tail, CLOSED_BIT, memory_order_acq_rel);
 		was = t & CLOSED_BIT;
-		atomic_store_explicit(&ch->closed, true, memory_order_release);
 	} else {
-		pthread_mutex_lock(&ch->lock);
 		was = atomic_load_explicit(&ch->closed, memory_order_relaxed);
-		atomic_store_explicit(&ch->closed, true, memory_order_release);
-		pthread_mutex_unlock(&ch->lock);
 	}
-	if (was)
+	atomic_store_explicit(&ch->closed, true, memory_order_release);
+	if (was) {
+		pthread_mutex_unlock(&ch->lock);
 		return -EALREADY;
+	}
 	struct zk__wakelist wl = {NULL};
-	pthread_mutex_lock(&ch->lock);
 	struct zk__waiter *w = atomic_load_explicit(&ch->rx_waiter, memory_order_relaxed);
 	if (w) {
 		atomic_store_explicit(&ch->rx_waiter, NULL, memory_order_relaxed);
