@@ -63,6 +63,13 @@ struct zk__op {
 	                            * completes with -ETIMEDOUT */
 	bool background;           /* long-lived internal op (signal read): a
 	                            * non-blocking wait() need not poll for it */
+	bool multishot;            /* (reserved for multishot ops) complete() may
+	                            * run more than once; see `more` */
+	bool more;                 /* set by the backend before complete(): more
+	                            * completions of this op follow */
+	uint32_t cflags;           /* set by the backend before complete(): the
+	                            * completion's flags (e.g. the provided-buffer
+	                            * id of a buffer-select recv) */
 	int32_t res;               /* result, valid in complete() */
 	zk__op_complete_fn complete; /* called once, on the owning worker */
 	void *ctx;                 /* the submitter's context (e.g. its task) */
@@ -74,8 +81,34 @@ struct zk__op {
 	uint64_t b_scratch[2];
 };
 
+/* Fault kinds of the fault-injection backend (backends/faulty/). */
+#define ZK__FAULT_EINTR 0x01u  /* -EINTR without running (core retries) */
+#define ZK__FAULT_EAGAIN 0x02u /* -EAGAIN without running (core retries) */
+#define ZK__FAULT_NOMEM 0x04u  /* -ENOMEM without running (user sees it) */
+#define ZK__FAULT_EIO 0x08u    /* -EIO without running (user sees it) */
+#define ZK__FAULT_SHORT 0x10u  /* short read/write (user sees it) */
+#define ZK__FAULT_DELAY 0x20u  /* completion delayed and reordered */
+#define ZK__FAULT_SQFULL 0x40u /* submission deferred, as on a full SQ */
+#define ZK__FAULT_CANCEL 0x80u /* cancel arrives late: races completion */
+/* What the runtime must absorb without the user seeing a difference. */
+#define ZK__FAULTS_TRANSPARENT                                                    \
+	(ZK__FAULT_EINTR | ZK__FAULT_EAGAIN | ZK__FAULT_DELAY | ZK__FAULT_SQFULL | \
+	 ZK__FAULT_CANCEL)
+#define ZK__FAULTS_ALL (ZK__FAULTS_TRANSPARENT | ZK__FAULT_NOMEM | ZK__FAULT_EIO | ZK__FAULT_SHORT)
+
+struct zk__backend_vtable;
+
+struct zk__fault_config {
+	const struct zk__backend_vtable *inner; /* the real backend wrapped */
+	uint64_t seed;
+	uint32_t rate_ppm; /* per-op fault probability, parts per million */
+	uint32_t kinds;    /* ZK__FAULT_* bits */
+};
+
 struct zk__backend_config {
 	unsigned ring_entries; /* SQ entries (power of two) */
+	unsigned worker_index; /* the owning worker's index */
+	const struct zk__fault_config *fault; /* faulty backend only */
 };
 
 struct zk__backend; /* opaque: each backend defines it */
@@ -131,5 +164,10 @@ extern const struct zk__backend_vtable zk__backend_io_uring;
  *   - A write to a pipe with no reader returns -EPIPE and raises no
  *     SIGPIPE; on sockets neither backend raises it. */
 extern const struct zk__backend_vtable zk__backend_epoll;
+
+/* The fault-injection backend (backends/faulty/): wraps cfg->fault->inner
+ * and injects the faults cfg->fault->kinds names (see faulty.c). Testing
+ * only; selected with ZK_BACKEND=faulty. */
+extern const struct zk__backend_vtable zk__backend_faulty;
 
 #endif

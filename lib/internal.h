@@ -198,6 +198,7 @@ struct zk_runtime {
 	unsigned nworkers;
 	struct zk__worker *workers;
 	const struct zk__backend_vtable *backend;
+	struct zk__fault_config fault;   /* when backend is the faulty one */
 	size_t stack_size;
 	size_t page_size;
 	int guard_mode;

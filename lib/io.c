@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -27,29 +28,95 @@ static void op_cancel(struct zk_task *t, struct zk__wait *wt)
 	wt->owner->rt->backend->cancel(wt->owner->backend, wt->obj);
 }
 
-static int op_submit_and_park(struct zk_task *t, struct zk__op *op, bool cancellable)
+static int op_submit_and_park(struct zk_task *t, struct zk__op *op, bool cancellable,
+			      uint64_t timeout_ns)
 {
 	struct zk__worker *w = zk__worker_here();
 	op->complete = op_complete;
 	op->ctx = t;
-	op->timeout_ns = t->next_timeout_ns;
-	t->next_timeout_ns = 0;
+	op->timeout_ns = timeout_ns;
 	struct zk__wait wt = {.cancel = cancellable ? op_cancel : NULL, .owner = w, .obj = op};
 	w->rt->backend->submit(w->backend, op);
 	zk__task_park(t, &wt);
 	return op->res;
 }
 
+/* The readiness an op that failed with -EAGAIN waits for before it is
+ * retried, or 0 for ops that are simply retried. */
+static unsigned again_mask(const struct zk__op *op)
+{
+	switch (op->opcode) {
+	case ZK__OP_READ:
+	case ZK__OP_READV:
+	case ZK__OP_RECV:
+	case ZK__OP_ACCEPT:
+		return POLLIN;
+	case ZK__OP_WRITE:
+	case ZK__OP_WRITEV:
+	case ZK__OP_SEND:
+		return POLLOUT;
+	default:
+		return 0;
+	}
+}
+
+/* Retries without readiness to wait for before -EAGAIN reaches the user. */
+#define MAX_BLIND_RETRIES 8
+
+/* Runs op to its result. -EINTR and -EAGAIN never reach the caller: the
+ * kernel (or the fault-injection backend) may return them for an op that
+ * did nothing, so the op is submitted again, after waiting for readiness
+ * on -EAGAIN (an fd the user made O_NONBLOCK makes io_uring return it).
+ * Two exceptions: RECV/SEND with MSG_DONTWAIT asked for -EAGAIN, and an op
+ * with no readiness to wait for gets it after MAX_BLIND_RETRIES tries. A
+ * zk_timeout_next() deadline spans the retries. */
 int zk__op_run(struct zk__op *op)
 {
 	struct zk_task *t = zk__task_here();
 	if (!t)
 		return -EPERM;
-	if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
-		t->next_timeout_ns = 0;
-		return -ECANCELED;
+	uint64_t timeout = t->next_timeout_ns;
+	t->next_timeout_ns = 0;
+	uint64_t deadline = timeout ? zk_now_ns() + timeout : 0;
+	unsigned blind = 0;
+	for (;;) {
+		if (atomic_load_explicit(&t->cancel, memory_order_acquire))
+			return -ECANCELED;
+		if (deadline) {
+			uint64_t now = zk_now_ns();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			timeout = deadline - now;
+		}
+		int r = op_submit_and_park(t, op, true, timeout);
+		if (r != -EINTR && r != -EAGAIN)
+			return r;
+		if (r == -EINTR)
+			continue;
+		if ((op->opcode == ZK__OP_RECV || op->opcode == ZK__OP_SEND) &&
+		    (op->flags & MSG_DONTWAIT))
+			return r;
+		unsigned mask = again_mask(op);
+		if (!mask) {
+			if (++blind > MAX_BLIND_RETRIES)
+				return r;
+			continue;
+		}
+		struct zk__op p = {.opcode = ZK__OP_POLL, .fd = op->fd, .flags = mask};
+		if (deadline) {
+			uint64_t now = zk_now_ns();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			timeout = deadline - now;
+		}
+		int pr = op_submit_and_park(t, &p, true, timeout);
+		if (pr == -ECANCELED || pr == -ETIMEDOUT)
+			return pr;
+		/* Any other poll error (a file epoll cannot watch) or
+		 * readiness: the retry tells the truth. */
+		if (pr < 0 && pr != -EINTR && pr != -EAGAIN && ++blind > MAX_BLIND_RETRIES)
+			return r;
 	}
-	return op_submit_and_park(t, op, true);
 }
 
 static inline uint32_t cap_len(size_t len)
@@ -79,11 +146,7 @@ int zk_close(int fd)
 	struct zk__op op = {.opcode = ZK__OP_CLOSE, .fd = fd};
 	/* Not cancellable and not refused when cancelled: a cancelled task
 	 * must still be able to release its fds. */
-	uint64_t saved = t->next_timeout_ns;
-	t->next_timeout_ns = 0;
-	int r = op_submit_and_park(t, &op, false);
-	t->next_timeout_ns = saved;
-	return r;
+	return op_submit_and_park(t, &op, false, 0);
 }
 
 ssize_t zk_read(int fd, void *buf, size_t len, int64_t off)

@@ -32,15 +32,80 @@ static long read_max_map_count(void)
 	return v;
 }
 
+/* The fault-injection settings from ZK_FAULT_SEED (default 1), ZK_FAULT_RATE
+ * (a probability per op, default 0.05), ZK_FAULT_KINDS ("transparent", the
+ * default: faults the runtime must hide; "all"; or a comma list of eintr,
+ * eagain, nomem, eio, short, delay, sqfull, cancel) and ZK_FAULT_INNER (the
+ * backend wrapped: "io_uring", the default, or "epoll"). -EINVAL for a value
+ * that does not parse. */
+static int parse_fault_env(struct zk__fault_config *fc)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} kinds[] = {
+		{"eintr", ZK__FAULT_EINTR}, {"eagain", ZK__FAULT_EAGAIN}, {"nomem", ZK__FAULT_NOMEM},
+		{"eio", ZK__FAULT_EIO},     {"short", ZK__FAULT_SHORT},   {"delay", ZK__FAULT_DELAY},
+		{"sqfull", ZK__FAULT_SQFULL}, {"cancel", ZK__FAULT_CANCEL},
+	};
+	const char *v;
+	char *end;
+	fc->seed = 1;
+	fc->rate_ppm = 50000;
+	fc->kinds = ZK__FAULTS_TRANSPARENT;
+	fc->inner = &zk__backend_io_uring;
+	if ((v = getenv("ZK_FAULT_SEED")) && *v) {
+		errno = 0;
+		unsigned long long seed = strtoull(v, &end, 0);
+		if (errno || *end)
+			return -EINVAL;
+		fc->seed = seed;
+	}
+	if ((v = getenv("ZK_FAULT_RATE")) && *v) {
+		double rate = strtod(v, &end);
+		if (*end || !(rate >= 0.0 && rate <= 1.0))
+			return -EINVAL;
+		fc->rate_ppm = (uint32_t)(rate * 1e6 + 0.5);
+	}
+	if ((v = getenv("ZK_FAULT_KINDS")) && *v) {
+		if (strcmp(v, "all") == 0) {
+			fc->kinds = ZK__FAULTS_ALL;
+		} else if (strcmp(v, "transparent") != 0) {
+			fc->kinds = 0;
+			for (const char *p = v; *p;) {
+				size_t n = strcspn(p, ",");
+				size_t i = 0;
+				for (; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+					if (strlen(kinds[i].name) == n && strncmp(p, kinds[i].name, n) == 0)
+						break;
+				if (i == sizeof(kinds) / sizeof(kinds[0]))
+					return -EINVAL;
+				fc->kinds |= kinds[i].bit;
+				p += n;
+				if (*p == ',')
+					p++;
+			}
+		}
+	}
+	if ((v = getenv("ZK_FAULT_INNER")) && *v) {
+		if (strcmp(v, "epoll") == 0)
+			fc->inner = &zk__backend_epoll;
+		else if (strcmp(v, "io_uring") != 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 /* The backend: cfg->backend, else the ZK_BACKEND environment variable
- * ("io_uring" or "epoll"), else io_uring, falling back to epoll when
- * io_uring cannot be set up at all (-ENOSYS: old kernel or
+ * ("io_uring", "epoll" or "faulty"), else io_uring, falling back to epoll
+ * when io_uring cannot be set up at all (-ENOSYS: old kernel or
  * kernel.io_uring_disabled=2; -EPERM: io_uring_disabled=1 or a seccomp filter,
  * as Docker's default profile). The probe is one ring created and freed on
  * this thread: worker threads inherit its seccomp filters, so what fails here
  * would fail there. Not cached, so a process that installs a filter later
  * (or a forked child) is probed afresh. An explicit choice never falls back. */
-static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable **out)
+static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable **out,
+			struct zk__fault_config *fault)
 {
 	zk_backend_kind_t kind = cfg ? cfg->backend : ZK_BACKEND_DEFAULT;
 	bool chosen = kind != ZK_BACKEND_DEFAULT;
@@ -52,6 +117,8 @@ static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable 
 				kind = ZK_BACKEND_IO_URING;
 			else if (strcmp(env, "epoll") == 0)
 				kind = ZK_BACKEND_EPOLL;
+			else if (strcmp(env, "faulty") == 0)
+				kind = ZK_BACKEND_FAULTY;
 			else
 				return -EINVAL;
 			chosen = true;
@@ -59,6 +126,24 @@ static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable 
 	}
 	if (kind == ZK_BACKEND_EPOLL) {
 		*out = &zk__backend_epoll;
+		return 0;
+	}
+	if (kind == ZK_BACKEND_FAULTY) {
+		int r = parse_fault_env(fault);
+		if (r < 0)
+			return r;
+		/* One line per new setting, so a failing run can be replayed. */
+		static _Atomic uint64_t told;
+		uint64_t key = (fault->seed * 0x9e3779b97f4a7c15ull) ^
+			       ((uint64_t)fault->rate_ppm << 32) ^ fault->kinds ^
+			       (uintptr_t)fault->inner;
+		if (atomic_exchange(&told, key) != key)
+			fprintf(stderr,
+				"zokio: fault injection on %s: ZK_FAULT_SEED=%llu ZK_FAULT_RATE=%g "
+				"kinds=0x%x\n",
+				fault->inner->name, (unsigned long long)fault->seed,
+				fault->rate_ppm / 1e6, fault->kinds);
+		*out = &zk__backend_faulty;
 		return 0;
 	}
 	if (kind != ZK_BACKEND_IO_URING)
@@ -134,7 +219,8 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 	if ((unsigned)c.stack_guard > ZK_GUARD_NEVER)
 		return -EINVAL;
 	const struct zk__backend_vtable *be;
-	int r = pick_backend(&c, &be);
+	struct zk__fault_config fault = {0};
+	int r = pick_backend(&c, &be, &fault);
 	if (r < 0)
 		return r;
 	if (!c.workers) {
@@ -150,6 +236,7 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 		return -ENOMEM;
 	rt->nworkers = c.workers;
 	rt->backend = be;
+	rt->fault = fault;
 	rt->stack_size = stack;
 	rt->page_size = ps;
 	rt->guard_mode = (int)c.stack_guard;

@@ -248,7 +248,9 @@ void *zk__worker_main(void *arg)
 	worker_san_init(w);
 	zk__wheel_init(&w->wheel, zk_now_ns());
 	w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)w->index * 0xbf58476d1ce4e5b9ull) ^ 1;
-	struct zk__backend_config cfg = {.ring_entries = rt->ring_entries};
+	struct zk__backend_config cfg = {.ring_entries = rt->ring_entries,
+					 .worker_index = w->index,
+					 .fault = &rt->fault};
 	int res = rt->backend->init(&w->backend, &cfg);
 	report_start(w, res);
 	if (res < 0) {

@@ -136,18 +136,23 @@ Test(select, waits_for_the_first_of_several_and_the_others_consume_nothing)
 
 /* Every kind in one select: only the ready semaphore wins; the held mutex,
  * the empty joinset wait, the unchanged watch are left alone. */
+/* Released by all_kinds, in the order it expects the selects to end: no
+ * timing decides the order. */
+static zk_sem_t mutex_go, sleepy_go, mutex_held;
+
 static void *hold_mutex(void *arg)
 {
 	zk_mutex_t *m = arg;
 	ZT_CHECK_EQ(zk_mutex_lock(m), 0);
-	zk_sleep_ms(30);
+	ZT_CHECK_EQ(zk_sem_release(&mutex_held, 1), 0);
+	ZT_CHECK_EQ(zk_sem_acquire(&mutex_go, 1), 0);
 	ZT_CHECK_EQ(zk_mutex_unlock(m), 0);
 	return NULL;
 }
 
 static void *sleepy(void *arg)
 {
-	zk_sleep_ms((uint64_t)(uintptr_t)arg);
+	ZT_CHECK_EQ(zk_sem_acquire(&sleepy_go, 1), 0);
 	return arg;
 }
 
@@ -156,6 +161,9 @@ static void *all_kinds(void *arg)
 	(void)arg;
 	zk_chan_t *ch = mk(1);
 	ZT_CHECK_EQ(zk_chan_send(ch, NULL), 0); /* full: SEND waits */
+	zk_sem_init(&mutex_go, 0);
+	zk_sem_init(&sleepy_go, 0);
+	zk_sem_init(&mutex_held, 0);
 	zk_notify_t n;
 	zk_notify_init(&n);
 	zk_sem_t sem;
@@ -178,7 +186,7 @@ static void *all_kinds(void *arg)
 	zk_bcast_subscribe(b, &brx);
 	zk_task_t *hm;
 	ZT_CHECK_EQ(zk_spawn(&hm, hold_mutex, &m), 0);
-	zk_sleep_ms(5);
+	ZT_CHECK_EQ(zk_sem_acquire(&mutex_held, 1), 0);
 	zk_sel_t ops[] = {
 	    {.kind = ZK_SEL_SEND, .obj = ch, .value = MSG(0, 1)},
 	    {.kind = ZK_SEL_NOTIFY, .obj = &n},
@@ -198,10 +206,12 @@ static void *all_kinds(void *arg)
 	ZT_CHECK_EQ(zk_sem_available(&sem), 0);
 	/* Then, one by one, each of the others. */
 	ops[2].kind = ZK_SEL_NONE;
-	ZT_CHECK_EQ(zk_select(ops, nops, ZK_FOREVER), 3); /* the mutex, after 30 ms */
+	ZT_CHECK_EQ(zk_sem_release(&mutex_go, 1), 0);
+	ZT_CHECK_EQ(zk_select(ops, nops, ZK_FOREVER), 3); /* the mutex */
 	ZT_CHECK_EQ(ops[3].res, 0);
 	ops[3].kind = ZK_SEL_NONE;
-	ZT_CHECK_EQ(zk_select(ops, nops, ZK_FOREVER), 5); /* the sleeper, after 60 ms */
+	ZT_CHECK_EQ(zk_sem_release(&sleepy_go, 1), 0);
+	ZT_CHECK_EQ(zk_select(ops, nops, ZK_FOREVER), 5); /* the joinset's task */
 	ZT_CHECK_EQ(ops[5].res, 0);
 	ZT_CHECK_EQ((uintptr_t)ops[5].value, 60);
 	ZT_CHECK(ops[5].n != 0);

@@ -21,12 +21,15 @@ typedef struct zk_runtime zk_runtime_t;
 
 /* Which I/O backend the workers use. */
 typedef enum zk_backend_kind {
-	ZK_BACKEND_DEFAULT = 0, /* ZK_BACKEND env var ("io_uring" or "epoll") if
-	                         * set, else io_uring, or epoll (with one line on
-	                         * stderr) when io_uring is unavailable (-ENOSYS,
+	ZK_BACKEND_DEFAULT = 0, /* ZK_BACKEND env var ("io_uring", "epoll" or
+	                         * "faulty") if set, else io_uring, or epoll
+	                         * (with one line on stderr) when io_uring is unavailable (-ENOSYS,
 	                         * -EPERM: old kernel, io_uring_disabled, seccomp) */
 	ZK_BACKEND_IO_URING = 1,
 	ZK_BACKEND_EPOLL = 2,   /* epoll; file I/O on a blocking thread pool */
+	ZK_BACKEND_FAULTY = 3,  /* testing: wraps io_uring (or epoll) and injects
+	                         * faults, seeded: ZK_FAULT_SEED, ZK_FAULT_RATE,
+	                         * ZK_FAULT_KINDS, ZK_FAULT_INNER (README) */
 } zk_backend_kind_t;
 
 /* Runtime configuration. Zero-initialise and set what you need; every field
