@@ -166,6 +166,8 @@ struct zk__worker {
 	pthread_t thread;
 	struct zk__backend *backend;
 	struct zk_task *current;      /* task running now, or NULL */
+	struct zk_task *prev;         /* task that switched out, until the
+	                               * switch ends (see finish_switch) */
 	unsigned lifo_polls;          /* consecutive LIFO runs this tick */
 	uint32_t tick;                /* scheduler iterations, for intervals */
 	bool searching;
@@ -259,6 +261,9 @@ void zk__task_release(struct zk_task *t);
 void zk__task_wake(struct zk_task *t);
 int zk__task_park(struct zk_task *t, struct zk__wait *w);
 void zk__task_run(struct zk__worker *w, struct zk_task *t);
+/* For a task switching out on w: the task to switch to directly, or NULL
+ * when the loop must run first (ring poll due, shutdown, nothing queued). */
+struct zk_task *zk__worker_direct_next(struct zk__worker *w);
 void zk__task_cancel_inbox(struct zk__worker *w);
 /* Queues t on owner's cancel inbox (once) and wakes owner, which then runs
  * t's published wait->cancel on its own thread. Call with t->wait_lock held

@@ -45,23 +45,110 @@ __attribute__((noinline)) struct zk__worker *zk__worker_here(void)
 
 /* ---- switching ------------------------------------------------------------ */
 
-/* From a task back to its worker's loop. Returns when the task is resumed,
- * possibly on another worker. Does not return if the task has exited. */
-static void switch_to_worker(struct zk_task *t, bool exiting)
+/* Takes the switch that just ended: the task that switched out (w->prev)
+ * is off its stack now, so it may be queued, parked or freed. Runs first
+ * thing wherever a switch lands: in the worker loop (zk__task_run), in a
+ * task resuming (switch_to_next), or in a task starting (task_entry). */
+static void task_finish(struct zk__worker *w, struct zk_task *t);
+
+static void finish_switch(struct zk__worker *w)
+{
+	struct zk_task *p = w->prev;
+	if (!p)
+		return;
+	w->prev = NULL;
+	switch (p->switch_reason) {
+	case ZK__SW_EXIT:
+		task_finish(w, p);
+		break;
+	case ZK__SW_YIELD:
+		atomic_store_explicit(&p->state, ZK__T_SCHEDULED, memory_order_release);
+		zk__runq_push(&w->runq, p, &w->rt->inject);
+		break;
+	default: {
+		uint32_t expect = ZK__T_RUNNING;
+		if (!atomic_compare_exchange_strong_explicit(&p->state, &expect, ZK__T_IDLE,
+							     memory_order_acq_rel,
+							     memory_order_acquire)) {
+			/* Woken while switching out: run it again soon. */
+			atomic_store_explicit(&p->state, ZK__T_SCHEDULED, memory_order_release);
+			zk__runq_push(&w->runq, p, &w->rt->inject);
+		}
+		break;
+	}
+	}
+}
+
+static void task_entry(void *arg);
+
+/* Gives t a stack on its first run. False if t finished instead (cancelled
+ * before it started, or no stack): it is then freed, and must not run. */
+static bool task_prepare(struct zk__worker *w, struct zk_task *t)
+{
+	atomic_store_explicit(&t->state, ZK__T_RUNNING, memory_order_release);
+	if (t->started)
+		return true;
+	if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+		t->exit_res = -ECANCELED;
+		task_finish(w, t);
+		return false;
+	}
+	t->stack = zk__stack_get(w->rt, &w->stacks);
+	if (!t->stack) {
+		t->exit_res = -ENOMEM;
+		task_finish(w, t);
+		return false;
+	}
+	t->sp = zk__fiber_init((char *)t->stack->lo + t->stack->size, task_entry, t);
+	t->started = true;
+#ifdef ZK_TSAN
+	t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+	return true;
+}
+
+/* From a task (t, its switch_reason set) to the next one. When the worker
+ * loop has nothing to do between the two (no ring poll due, no shutdown),
+ * the switch goes straight to the next runnable task: one context switch
+ * instead of two (task -> loop -> task), and each is costly (the return
+ * stack buffer holds the other context's calls, so the `ret` after the
+ * switch mispredicts). Otherwise it goes back to the loop. Returns when t
+ * is resumed, possibly on another worker. Does not return if t exited. */
+static void switch_to_next(struct zk_task *t, bool exiting)
 {
 	struct zk__worker *w = zk__worker_here();
+	struct zk_task *next;
+	do {
+		next = zk__worker_direct_next(w);
+	} while (next && !task_prepare(w, next));
+	w->prev = t;
+	void *to;
+	if (next) {
+		w->current = next;
+		to = next->sp;
 #ifdef ZK_ASAN
-	__sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->thread_stack_lo,
-				       w->thread_stack_size);
+		__sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, next->stack->lo,
+					       next->stack->size);
 #endif
 #ifdef ZK_TSAN
-	__tsan_switch_to_fiber(w->tsan_fiber, 0);
+		__tsan_switch_to_fiber(next->tsan_fiber, 0);
 #endif
+	} else {
+		to = w->sched_sp;
+#ifdef ZK_ASAN
+		__sanitizer_start_switch_fiber(exiting ? NULL : &t->asan_fake, w->thread_stack_lo,
+					       w->thread_stack_size);
+#endif
+#ifdef ZK_TSAN
+		__tsan_switch_to_fiber(w->tsan_fiber, 0);
+#endif
+	}
 	(void)exiting;
-	zk__fiber_switch(&t->sp, w->sched_sp);
+	zk__fiber_switch(&t->sp, to);
 #ifdef ZK_ASAN
 	__sanitizer_finish_switch_fiber(t->asan_fake, NULL, NULL);
 #endif
+	finish_switch(zk__worker_here());
 }
 
 static void task_entry(void *arg)
@@ -70,9 +157,10 @@ static void task_entry(void *arg)
 #ifdef ZK_ASAN
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+	finish_switch(zk__worker_here());
 	t->result = t->fn(t->arg);
 	t->switch_reason = ZK__SW_EXIT;
-	switch_to_worker(t, true);
+	switch_to_next(t, true);
 	__builtin_unreachable();
 }
 
@@ -317,25 +405,8 @@ static void task_finish(struct zk__worker *w, struct zk_task *t)
 
 void zk__task_run(struct zk__worker *w, struct zk_task *t)
 {
-	atomic_store_explicit(&t->state, ZK__T_RUNNING, memory_order_release);
-	if (!t->started) {
-		if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
-			t->exit_res = -ECANCELED;
-			task_finish(w, t);
-			return;
-		}
-		t->stack = zk__stack_get(w->rt, &w->stacks);
-		if (!t->stack) {
-			t->exit_res = -ENOMEM;
-			task_finish(w, t);
-			return;
-		}
-		t->sp = zk__fiber_init((char *)t->stack->lo + t->stack->size, task_entry, t);
-		t->started = true;
-#ifdef ZK_TSAN
-		t->tsan_fiber = __tsan_create_fiber(0);
-#endif
-	}
+	if (!task_prepare(w, t))
+		return;
 	w->current = t;
 #ifdef ZK_ASAN
 	__sanitizer_start_switch_fiber(&w->asan_fake, t->stack->lo, t->stack->size);
@@ -348,26 +419,8 @@ void zk__task_run(struct zk__worker *w, struct zk_task *t)
 	__sanitizer_finish_switch_fiber(w->asan_fake, NULL, NULL);
 #endif
 	w->current = NULL;
-	switch (t->switch_reason) {
-	case ZK__SW_EXIT:
-		task_finish(w, t);
-		break;
-	case ZK__SW_YIELD:
-		atomic_store_explicit(&t->state, ZK__T_SCHEDULED, memory_order_release);
-		zk__runq_push(&w->runq, t, &w->rt->inject);
-		break;
-	default: {
-		uint32_t expect = ZK__T_RUNNING;
-		if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, ZK__T_IDLE,
-							     memory_order_acq_rel,
-							     memory_order_acquire)) {
-			/* Woken while switching out: run it again soon. */
-			atomic_store_explicit(&t->state, ZK__T_SCHEDULED, memory_order_release);
-			zk__runq_push(&w->runq, t, &w->rt->inject);
-		}
-		break;
-	}
-	}
+	/* Not necessarily t: t may have switched straight to other tasks. */
+	finish_switch(w);
 }
 
 /* ---- suspend / cancel ---------------------------------------------------- */
@@ -433,7 +486,7 @@ int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 		pthread_mutex_unlock(&t->wait_lock);
 	}
 	t->switch_reason = ZK__SW_PARK;
-	switch_to_worker(t, false);
+	switch_to_next(t, false);
 	atomic_store_explicit(&t->wait, NULL, memory_order_seq_cst);
 	if (atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
 		/* A canceller may still hold our wait record: wait it out. */
@@ -611,7 +664,7 @@ int zk_yield(void)
 	if (atomic_load_explicit(&t->cancel, memory_order_acquire))
 		return -ECANCELED;
 	t->switch_reason = ZK__SW_YIELD;
-	switch_to_worker(t, false);
+	switch_to_next(t, false);
 	return 0;
 }
 

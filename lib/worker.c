@@ -92,6 +92,17 @@ static struct zk_task *next_task(struct zk__worker *w)
 	return pull_global(w);
 }
 
+struct zk_task *zk__worker_direct_next(struct zk__worker *w)
+{
+	/* The loop counts this run after the switch lands there: when that
+	 * count reaches a poll, go back to the loop and let it poll. */
+	if ((w->tick + 1) % EVENT_INTERVAL == 0 ||
+	    atomic_load_explicit(&w->rt->stop, memory_order_relaxed))
+		return NULL;
+	w->tick++;
+	return next_task(w);
+}
+
 /* Submits, reaps, fires timers, handles cancel requests. Returns how many
  * events it handled (a task may have become runnable for each). */
 static int drive(struct zk__worker *w, int64_t timeout_ns)
