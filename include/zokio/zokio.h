@@ -2,6 +2,7 @@
 #ifndef ZOKIO_H
 #define ZOKIO_H
 
+#include "dns.h"
 #include "fs.h"
 #include "net.h"
 #include "runtime.h"
