@@ -157,6 +157,12 @@ static int wait_reg(struct zk__arm *a)
 static void wait_unreg(struct zk__arm *a)
 {
 	zk_notify_t *n = a->obj;
+	/* Won by this arm: either wait_reg/wait_try claimed it without
+	 * queueing, or a notifier did, and notifiers pop a waiter before they
+	 * claim it (under the lock, before the claim we read with acquire).
+	 * Either way it is not queued: no lock round trip needed. */
+	if (atomic_load_explicit(&a->w.sel->claim, memory_order_acquire) == a->w.arm)
+		return;
 	pthread_mutex_lock(&n->lock);
 	if (a->w.linked) {
 		zk__waitq_remove(&n->waiters, &a->w);
