@@ -11,6 +11,7 @@
 #ifndef ZOKIO_BACKEND_H
 #define ZOKIO_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -26,12 +27,47 @@ enum zk__opcode {
 	ZK__OP_FSYNC,    /* fd, flags: 0 or ZK__FSYNC_DATASYNC */
 	ZK__OP_OPENAT,   /* fd = dirfd, path, flags, mode */
 	ZK__OP_CLOSE,    /* fd */
-	ZK__OP_ACCEPT,   /* fd, addr, addrlen_p, flags (accept4 flags) */
+	ZK__OP_ACCEPT,   /* fd, addr, addrlen_p, flags (accept4 flags);
+	                  * multishot: io_uring keeps accepting (5.19+), one
+	                  * completion per connection; epoll completes once
+	                  * (more == false) and the caller re-arms */
 	ZK__OP_CONNECT,  /* fd, addr, addrlen */
 	ZK__OP_RECV,     /* fd, buf, len, flags (MSG_*) */
 	ZK__OP_SEND,     /* fd, buf, len, flags (MSG_*) */
 	ZK__OP_SHUTDOWN, /* fd, flags = how */
 	ZK__OP_POLL,     /* fd, flags = poll mask */
+	ZK__OP_SENDMSG,  /* fd, msg, flags (MSG_*; MSG_NOSIGNAL is added) */
+	ZK__OP_RECVMSG,  /* fd, msg, flags (MSG_*); msg_namelen, msg_controllen
+	                  * and msg_flags are updated as by recvmsg(2) */
+	/* File and directory ops of the storage-engine layer (fs.h). */
+	ZK__OP_STATX,    /* fd = dirfd, path, flags = AT_* flags, len = mask,
+	                  * buf2 = struct statx out */
+	ZK__OP_FALLOCATE, /* fd, flags = mode, off, len64 */
+	ZK__OP_FTRUNCATE, /* fd, len64 = length. io_uring runs it as
+	                  * IORING_OP_FTRUNCATE (6.9+); before that it completes
+	                  * with -EOPNOTSUPP (lib/fs_ops.c then says so) */
+	ZK__OP_SYNC_FILE_RANGE, /* fd, off, len (0: to end of file), flags =
+	                  * SYNC_FILE_RANGE_* */
+	ZK__OP_RENAMEAT, /* fd = olddirfd, path = old, path2 = new,
+	                  * off = newdirfd, flags = RENAME_* */
+	ZK__OP_UNLINKAT, /* fd = dirfd, path, flags = 0 or AT_REMOVEDIR */
+	ZK__OP_MKDIRAT,  /* fd = dirfd, path, mode */
+	ZK__OP_SPLICE,   /* splice(fd2, off2, fd, off, len, flags): fd = the
+	                  * output, off = its offset (-1: none, a pipe or a
+	                  * socket), fd2 = the input, off2 = its offset (-1:
+	                  * none), flags = SPLICE_F_*. One side must be a pipe.
+	                  * (lib/http/sendfile.c) */
+	ZK__OP_RECV_PBUF, /* fd, flags (MSG_*), multishot: a recv into a buffer
+	                  * the backend picks from its provided-buffer ring
+	                  * when data arrives (buf/len unused); cflags name it
+	                  * for pbuf_data/pbuf_put. Submitted only to a backend
+	                  * whose pbuf_data is not NULL. -ENOBUFS: every buffer
+	                  * is out (nothing was read; the multishot ends) */
+	ZK__OP_SEND_ZC,  /* fd, cbuf, len, flags (MSG_*; MSG_NOSIGNAL added):
+	                  * a zero-copy send (io_uring 6.0+). complete() runs
+	                  * once, after the kernel's notification that it no
+	                  * longer reads cbuf; res is the byte count. Without
+	                  * SEND_ZC in the kernel: -EOPNOTSUPP. epoll: a SEND */
 	ZK__OP_COUNT_,
 };
 
@@ -46,6 +82,8 @@ struct zk__op {
 	uint32_t len;              /* byte count, or iovcnt for READV/WRITEV */
 	uint32_t flags;            /* per-opcode flags, see enum zk__opcode */
 	int64_t off;               /* file offset, -1 = current position */
+	int32_t fd2;               /* SPLICE: the input fd */
+	int64_t off2;              /* SPLICE: the input offset, -1 = none */
 	union {
 		void *buf;
 		const void *cbuf;
@@ -53,11 +91,15 @@ struct zk__op {
 		const char *path;
 		struct sockaddr *addr;
 		const struct sockaddr *caddr;
+		struct msghdr *msg;   /* SENDMSG, RECVMSG */
 	};
 	union {
 		socklen_t *addrlen_p; /* ACCEPT */
 		socklen_t addrlen;    /* CONNECT */
-		mode_t mode;          /* OPENAT */
+		mode_t mode;          /* OPENAT, MKDIRAT */
+		void *buf2;           /* STATX: the struct statx filled in */
+		const char *path2;    /* RENAMEAT: the new path */
+		uint64_t len64;       /* FALLOCATE, FTRUNCATE: 64-bit length */
 	};
 	uint64_t timeout_ns;       /* > 0: cancel the op after this long; it then
 	                            * completes with -ETIMEDOUT */
@@ -105,10 +147,31 @@ struct zk__fault_config {
 	uint32_t kinds;    /* ZK__FAULT_* bits */
 };
 
+/* Counters a backend updates when given them (config.stats not NULL): the
+ * worker's metrics. Written only by the backend's own worker thread, with a
+ * relaxed load and store (ZK__BSTAT), read by snapshots on other threads. */
+struct zk__backend_stats {
+	_Atomic uint64_t submitted;    /* ops given to submit() */
+	_Atomic uint64_t enters;       /* io_uring_enter / epoll_wait calls */
+	_Atomic uint64_t completed;    /* complete() calls */
+	_Atomic uint64_t cq_overflows; /* reaps that found the CQ overflowed */
+};
+#define ZK__BSTAT(stats, field)                                                     \
+	((stats) ? atomic_store_explicit(&(stats)->field,                           \
+					 atomic_load_explicit(&(stats)->field,      \
+							      memory_order_relaxed) + 1, \
+					 memory_order_relaxed)                      \
+		 : (void)0)
+
+/* Process-wide gauges of the epoll backend's blocking pool (threads alive,
+ * jobs queued); zeros when it never started. Any thread. */
+void zk__backend_pool_gauges(unsigned *threads, unsigned *queued);
+
 struct zk__backend_config {
 	unsigned ring_entries; /* SQ entries (power of two) */
 	unsigned worker_index; /* the owning worker's index */
 	const struct zk__fault_config *fault; /* faulty backend only */
+	struct zk__backend_stats *stats; /* counters to update, or NULL */
 };
 
 struct zk__backend; /* opaque: each backend defines it */
@@ -138,6 +201,33 @@ struct zk__backend_vtable {
 	void (*wake)(struct zk__backend *b);
 	/* Ops submitted and not yet completed (for shutdown checks). */
 	unsigned (*inflight)(const struct zk__backend *b);
+	/* Provided buffers (optional: NULL when the backend has none, e.g.
+	 * epoll, or a wrapper that does not forward them). pbuf_data: the
+	 * buffer a RECV_PBUF completion's cflags name (NULL: none); called on
+	 * the owning worker in complete(). pbuf_put: gives that buffer back;
+	 * any thread, while the backend lives. */
+	void *(*pbuf_data)(struct zk__backend *b, uint32_t cflags);
+	void (*pbuf_put)(struct zk__backend *b, uint32_t cflags);
+	/* Registered buffers and files (optional: NULL when the backend has
+	 * none). Each call replaces the instance's set (n == 0 drops it).
+	 * Afterwards a READ or WRITE whose [buf, buf + len) lies inside a
+	 * registered buffer runs as READ_FIXED/WRITE_FIXED, and READ, WRITE,
+	 * READV, WRITEV, FSYNC, SYNC_FILE_RANGE and FALLOCATE on a registered
+	 * fd use the fixed file: the caller's ops do not change. Owning thread
+	 * only, with no op in flight on the fds or buffers being replaced.
+	 * Returns 0 or -errno (-ENOMEM, -EFAULT, -EBADF, -EINVAL, -EMFILE). */
+	int (*register_buffers)(struct zk__backend *b, const struct iovec *iov, unsigned n);
+	int (*register_files)(struct zk__backend *b, const int *fds, unsigned n);
+	/* Optional (NULL: the caller chains ops itself). Submits the n ops as
+	 * one kernel-linked chain (io_uring IOSQE_IO_LINK): each starts only
+	 * after the previous one succeeded (a read or write must move its whole
+	 * length), and the rest of a broken chain completes with -ECANCELED,
+	 * each op with its own complete(). Returns false, having submitted
+	 * nothing, when the chain cannot go in as one unit now (SQ too full for
+	 * it, ops already queued ahead, an op with timeout_ns or multishot, or
+	 * one the backend would finish itself); the caller then submits the ops
+	 * one by one. Owning thread only. */
+	bool (*submit_chain)(struct zk__backend *b, struct zk__op *const *ops, unsigned n);
 };
 
 extern const struct zk__backend_vtable zk__backend_io_uring;
@@ -162,7 +252,15 @@ extern const struct zk__backend_vtable zk__backend_io_uring;
  *   - CONNECT on a Unix socket whose listener's backlog is full returns
  *     -EAGAIN (io_uring waits).
  *   - A write to a pipe with no reader returns -EPIPE and raises no
- *     SIGPIPE; on sockets neither backend raises it. */
+ *     SIGPIPE; on sockets neither backend raises it.
+ *   - Multishot ops complete once (more == false); the caller re-arms.
+ *     RECVMSG with MSG_WAITALL returns what one recvmsg got (io_uring
+ *     keeps filling a stream socket's buffers). SEND_ZC is a plain SEND.
+ *     No provided buffers (pbuf_data is NULL): RECV_PBUF is never sent.
+ *   - SPLICE runs inline (non-blocking) and on EAGAIN waits only for its
+ *     output to become writable: its input must be a regular file or a
+ *     pipe holding data (as zk_sendfile uses it). A regular-file input is
+ *     read inline, so pages not cached make that call wait for the disk. */
 extern const struct zk__backend_vtable zk__backend_epoll;
 
 /* The fault-injection backend (backends/faulty/): wraps cfg->fault->inner

@@ -218,6 +218,7 @@ class Suite:
             "go-net": os.path.join(b, "go", "go-net-server"),
             "load": os.path.join(b, "benchmarks", "zk-net-load"),
             "zk-fs": os.path.join(b, "benchmarks", "zk-fs-bench"),
+            "zk-sqlite": os.path.join(b, "benchmarks", "zk-sqlite-bench"),
         }
         self.notes = []
         self.file = None
@@ -430,7 +431,11 @@ class Suite:
                 pass
         return self.cached_fraction()
 
-    def file_runner(self, rw, bs, qd, direct):
+    def file_runner(self, rw, bs, qd, direct, zk_from="task", sync=False):
+        """zk_from: who issues Zokio's I/O (task, or foreign: a plain thread
+        on its private ring, fs.h); sync: each write followed by fdatasync
+        (fio --fdatasync=1). The "pread" impl is plain pread/pwrite from one
+        thread (zk-fs-bench --from plain), the foreign-thread baseline."""
         def run(impl, w, rnd):
             self.ensure_file()
             if direct and not self.direct_ok:
@@ -451,10 +456,13 @@ class Suite:
             # pass, at the fsync after the run), since one pass over a cached
             # file is over too soon to measure.
             sized = rw == "write"
-            passes = 1 if direct else 4
-            if impl == "zokio":
+            passes = 1 if direct or sync else 4
+            if impl in ("zokio", "pread"):
                 cmd = [self.bin["zk-fs"], "--file", self.file, "--rw", rw, "--bs", str(bs),
-                       "--qd", str(qd), "--workers", str(w)]
+                       "--qd", str(qd), "--workers", str(w),
+                       "--from", "plain" if impl == "pread" else zk_from]
+                if sync:
+                    cmd.append("--sync")
                 cmd += (["--passes", str(passes)] if sized else
                         ["--warmup-ms", "300", "--duration-ms", str(dur_ms)])
                 if direct:
@@ -487,6 +495,8 @@ class Suite:
                        # malloc'd buffers are not, and copies from the page
                        # cache into them run at a third of the speed.
                        "--iomem_align=4096", "--output-format=json"]
+                if sync:
+                    cmd += ["--fdatasync=1"]
                 if sized:
                     cmd += ["--io_size=%d" % (passes * self.file_size)]
                 else:
@@ -499,6 +509,27 @@ class Suite:
             if rw == "write":
                 self.sync_file()  # not timed; leaves nothing for the next run
             return {"iops": (iops, "IO/s"), "bandwidth": (iops * bs / 1048576.0, "MiB/s")}
+        return run
+
+    def sqlite_runner(self, journal):
+        """SQLite through the zokio VFS ("zokio") or SQLite's own unix VFS
+        ("sqlite-unix"): zk-sqlite-bench, durable commits then point reads,
+        in a fresh directory under the temp dir."""
+        def run(impl, w, rnd):
+            if not os.path.exists(self.bin["zk-sqlite"]):
+                raise Unsupported("zk-sqlite-bench not built (libsqlite3-dev missing)")
+            d = tempfile.mkdtemp(prefix="zk-sqlite-")
+            try:
+                out = run_cmd([self.bin["zk-sqlite"], "--vfs",
+                               "zokio" if impl == "zokio" else "unix", "--dir", d,
+                               "--journal", journal, "--threads", str(w),
+                               "--txns", "100" if self.a.quick else "300",
+                               "--reads", "50000"])
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            f = last_kv_line(out, "txn_per_sec")
+            return {"txn_per_sec": (float(f["txn_per_sec"]), "txn/s"),
+                    "reads_per_sec": (float(f["reads_per_sec"]), "reads/s")}
         return run
 
     def sync_file(self):
@@ -528,6 +559,15 @@ class Suite:
                         ("cpu_per_op", LOWER)]))
         B.append(Bench("conn_capacity_10k", "net", net, self.capacity_runner(10000),
                        [("held", HIGHER), ("rss_per_conn", LOWER), ("accept_rate", HIGHER)]))
+        # Static files, zk-serve vs nginx (benchmarks/http_static.py).
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import http_static
+        for fname, _ in http_static.SIZES:
+            B.append(Bench("http_static_" + fname.split(".")[0], "http", ["zokio", "nginx"],
+                           http_static.bench_runner(self, fname, CLIENT_THREADS, Failed,
+                                                    Unsupported),
+                           [("req_per_sec", HIGHER), ("bandwidth", HIGHER),
+                            ("p99_latency", LOWER)]))
         B.append(Bench("idle", "idle", net, self.idle_runner([]),
                        [("wakeups_per_sec", LOWER)], concurrent=True))
         B.append(Bench("idle_timer", "idle", net, self.idle_runner(["--sleeper"]),
@@ -558,6 +598,33 @@ class Suite:
         B.append(Bench("randread_4k_qd32_buffered", "files", fio,
                        self.file_runner("randread", 4096, 32, False), [("iops", HIGHER)],
                        only_at={"fio-psync": "max"}))
+        # The storage-engine layer (issue 9): the same I/O from a plain
+        # thread outside any runtime (its private ring; queue depth 32 is
+        # one zk_fs_batch of 32 after another), against fio and plain
+        # pread; and durable sequential writes (write + fdatasync each).
+        for journal in ("wal", "delete"):
+            B.append(Bench("sqlite_%s" % journal, "sqlite", ["zokio", "sqlite-unix"],
+                           self.sqlite_runner(journal),
+                           [("txn_per_sec", HIGHER), ("reads_per_sec", HIGHER)]))
+        fio_p = ["zokio", "fio-io_uring", "fio-psync", "pread"]
+        B.append(Bench("foreign_randread_4k_qd1_buffered", "files", fio_p,
+                       self.file_runner("randread", 4096, 1, False, "foreign"), [("iops", HIGHER)],
+                       workers=(1,)))
+        B.append(Bench("foreign_randread_4k_qd1_direct", "files", fio_p,
+                       self.file_runner("randread", 4096, 1, True, "foreign"), [("iops", HIGHER)],
+                       workers=(1,)))
+        B.append(Bench("foreign_randread_4k_qd32_buffered", "files", fio,
+                       self.file_runner("randread", 4096, 32, False, "foreign"),
+                       [("iops", HIGHER)], workers=(1,)))
+        B.append(Bench("foreign_randread_4k_qd32_direct", "files", fio,
+                       self.file_runner("randread", 4096, 32, True, "foreign"),
+                       [("iops", HIGHER)], workers=(1,)))
+        B.append(Bench("seqwrite_1m_fdatasync", "files", fio_p,
+                       self.file_runner("write", 1 << 20, 1, False, "task", True),
+                       [("bandwidth", HIGHER)], workers=(1,)))
+        B.append(Bench("foreign_seqwrite_1m_fdatasync", "files", fio_p,
+                       self.file_runner("write", 1 << 20, 1, False, "foreign", True),
+                       [("bandwidth", HIGHER)], workers=(1,)))
         return B
 
     def selected(self):
@@ -666,11 +733,13 @@ def fmt_ratio(r):
 
 
 PEER_NAMES = {"tokio": "Tokio", "go": "Go", "fio-io_uring": "fio io_uring",
-              "fio-psync": "fio psync"}
+              "fio-psync": "fio psync", "pread": "plain pread",
+              "sqlite-unix": "SQLite unix VFS"}
 METRIC_NAMES = {"ops_per_sec": "ops/s", "msgs_per_sec": "msgs/s", "p50_latency": "P50",
                 "p99_latency": "P99", "req_per_sec": "req/s", "held": "held",
                 "rss_per_conn": "RSS/conn", "accept_rate": "accept rate", "cpu_per_op": "server CPU/op",
-                "wakeups_per_sec": "wake-ups/s", "iops": "IOPS", "bandwidth": "MiB/s"}
+                "wakeups_per_sec": "wake-ups/s", "iops": "IOPS", "bandwidth": "MiB/s",
+                "txn_per_sec": "txn/s", "reads_per_sec": "reads/s"}
 
 
 def round_ratio(z, p, better):

@@ -54,7 +54,7 @@ static void complete_round_locked(zk_barrier_t *b, struct zk__wakelist *wl)
 static bool bw_try(struct zk__arm *a)
 {
 	zk_barrier_t *b = a->obj;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	bool leader = false;
 	pthread_mutex_lock(&b->lock);
 	if (b->arrived + 1 == b->count) {
@@ -71,7 +71,7 @@ static bool bw_try(struct zk__arm *a)
 static int bw_reg(struct zk__arm *a)
 {
 	zk_barrier_t *b = a->obj;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	int ret;
 	pthread_mutex_lock(&b->lock);
 	if (b->arrived + 1 == b->count) {

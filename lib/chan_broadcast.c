@@ -62,7 +62,7 @@ int zk_bcast_send(zk_bcast_t *b, void *value)
 {
 	if (!b)
 		return -EINVAL;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&b->lock);
 	if (b->closed) {
 		pthread_mutex_unlock(&b->lock);
@@ -81,7 +81,7 @@ int zk_bcast_close(zk_bcast_t *b)
 {
 	if (!b)
 		return -EINVAL;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&b->lock);
 	bool was = b->closed;
 	b->closed = true;

@@ -165,7 +165,7 @@ static void wake_rx(struct zk_chan *ch)
 /* Wakes up to n waiting producers (n slots were freed). */
 static void wake_senders(struct zk_chan *ch, size_t n)
 {
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&ch->lock);
 	while (n > 0) {
 		struct zk__waiter *w = zk__waitq_pop(&ch->send_q);
@@ -548,7 +548,7 @@ int zk_chan_close(zk_chan_t *ch)
 		pthread_mutex_unlock(&ch->lock);
 		return -EALREADY;
 	}
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	struct zk__waiter *w = atomic_load_explicit(&ch->rx_waiter, memory_order_relaxed);
 	if (w) {
 		atomic_store_explicit(&ch->rx_waiter, NULL, memory_order_relaxed);

@@ -51,7 +51,7 @@ int zk_watch_send(zk_watch_t *w, void *value)
 {
 	if (!w)
 		return -EINVAL;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&w->lock);
 	if (w->closed) {
 		pthread_mutex_unlock(&w->lock);
@@ -69,7 +69,7 @@ int zk_watch_close(zk_watch_t *w)
 {
 	if (!w)
 		return -EINVAL;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&w->lock);
 	bool was = w->closed;
 	w->closed = true;

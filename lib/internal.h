@@ -18,6 +18,7 @@
 #include "zokio/runtime.h"
 #include "zokio/task.h"
 
+#include "metrics_internal.h"
 #include "runq.h"
 #include "timer_wheel.h"
 
@@ -53,6 +54,8 @@ struct zk__wait {
 	struct zk__worker *owner;
 	void *obj;      /* the op, timer or task waited on */
 	int res;        /* result the waker hands over */
+	int kind;       /* ZK__WAIT_* (metrics_internal.h), for task dumps */
+	const void *what; /* SYNC: the struct zk__arm array waited on */
 };
 
 struct zk_task {
@@ -62,6 +65,7 @@ struct zk_task {
 	_Atomic bool cancel_queued;  /* on a worker's cancel inbox */
 	bool started;                /* has run at least once */
 	uint8_t switch_reason;       /* ZK__SW_*, set before switching out */
+	bool obs_stamped;            /* metrics: obs.woken_ns holds a sampled wake */
 	void *sp;                    /* saved stack pointer while switched out */
 	struct zk__stack *stack;     /* NULL until first run */
 	zk_task_fn fn;
@@ -86,6 +90,7 @@ struct zk_task {
 
 	void *asan_fake;
 	void *tsan_fiber;
+	struct zk__task_obs obs;     /* metrics and task dump notes */
 };
 
 #define ZK__JOIN_DONE ((struct zk_task *)(uintptr_t)1)
@@ -186,6 +191,7 @@ struct zk__worker {
 	void *asan_fake;
 	void *tsan_fiber;
 	int init_res;                 /* backend init result, for create() */
+	struct zk__worker_stats stats; /* metrics (metrics_internal.h) */
 };
 
 /* ---- runtime ------------------------------------------------------------- */
@@ -235,6 +241,7 @@ struct zk_runtime {
 	pthread_cond_t start_cond;
 	unsigned started;
 	unsigned exited;                 /* workers out of their loops */
+	struct zk__rt_obs obs;           /* metrics (metrics_internal.h) */
 };
 
 /* ---- shared internal calls ----------------------------------------------- */
@@ -328,5 +335,8 @@ int zk__op_run(struct zk__op *op);
 void zk__signal_worker_start(struct zk__worker *w);
 int zk__signal_rt_init(zk_runtime_t *rt);
 void zk__signal_rt_free(zk_runtime_t *rt);
+
+/* metrics: the park note, inline (needs the types above). */
+#include "obs_park.h"
 
 #endif

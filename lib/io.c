@@ -3,7 +3,8 @@
  * Each call fills a struct zk__op on the task's own stack, submits it to the
  * ring of the worker running the task, and parks the task until the backend
  * calls op_complete() on that worker. The op record needs no allocation and
- * lives exactly as long as the kernel needs it. */
+ * lives exactly as long as the kernel needs it. The file calls go through
+ * zk__fs_run (fs_ops.c), which also serves them on foreign threads. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "fs_internal.h"
 #include "internal.h"
 #include "zokio/fs.h"
 #include "zokio/net.h"
@@ -35,9 +37,12 @@ static int op_submit_and_park(struct zk_task *t, struct zk__op *op, bool cancell
 	op->complete = op_complete;
 	op->ctx = t;
 	op->timeout_ns = timeout_ns;
-	struct zk__wait wt = {.cancel = cancellable ? op_cancel : NULL, .owner = w, .obj = op};
+	struct zk__wait wt = {.cancel = cancellable ? op_cancel : NULL, .owner = w, .obj = op,
+			      .kind = ZK__WAIT_IO};
+	uint64_t obs_t0 = ZK__OBS_IO_BEGIN(w);
 	w->rt->backend->submit(w->backend, op);
 	zk__task_park(t, &wt);
+	ZK__OBS_IO_END(op, obs_t0);
 	return op->res;
 }
 
@@ -49,11 +54,14 @@ static unsigned again_mask(const struct zk__op *op)
 	case ZK__OP_READ:
 	case ZK__OP_READV:
 	case ZK__OP_RECV:
+	case ZK__OP_RECVMSG:
 	case ZK__OP_ACCEPT:
 		return POLLIN;
 	case ZK__OP_WRITE:
 	case ZK__OP_WRITEV:
 	case ZK__OP_SEND:
+	case ZK__OP_SENDMSG:
+	case ZK__OP_SEND_ZC:
 		return POLLOUT;
 	default:
 		return 0;
@@ -93,7 +101,9 @@ int zk__op_run(struct zk__op *op)
 			return r;
 		if (r == -EINTR)
 			continue;
-		if ((op->opcode == ZK__OP_RECV || op->opcode == ZK__OP_SEND) &&
+		if ((op->opcode == ZK__OP_RECV || op->opcode == ZK__OP_SEND ||
+		     op->opcode == ZK__OP_RECVMSG || op->opcode == ZK__OP_SENDMSG ||
+		     op->opcode == ZK__OP_SEND_ZC) &&
 		    (op->flags & MSG_DONTWAIT))
 			return r;
 		unsigned mask = again_mask(op);
@@ -127,10 +137,10 @@ static inline uint32_t cap_len(size_t len)
 int zk_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	if (!path)
-		return zk__task_here() ? -EINVAL : -EPERM;
+		return zk__fs_where() == ZK__FS_ON_WORKER ? -EPERM : -EINVAL;
 	struct zk__op op = {.opcode = ZK__OP_OPENAT, .fd = dirfd, .path = path,
 			    .flags = (uint32_t)(flags | O_CLOEXEC), .mode = mode};
-	return zk__op_run(&op);
+	return zk__fs_run(&op);
 }
 
 int zk_open(const char *path, int flags, mode_t mode)
@@ -141,9 +151,9 @@ int zk_open(const char *path, int flags, mode_t mode)
 int zk_close(int fd)
 {
 	struct zk_task *t = zk__task_here();
-	if (!t)
-		return -EPERM;
 	struct zk__op op = {.opcode = ZK__OP_CLOSE, .fd = fd};
+	if (!t)
+		return zk__fs_run(&op); /* a foreign thread, or -EPERM */
 	/* Not cancellable and not refused when cancelled: a cancelled task
 	 * must still be able to release its fds. */
 	return op_submit_and_park(t, &op, false, 0);
@@ -153,25 +163,25 @@ ssize_t zk_read(int fd, void *buf, size_t len, int64_t off)
 {
 	struct zk__op op = {.opcode = ZK__OP_READ, .fd = fd, .buf = buf, .len = cap_len(len),
 			    .off = off};
-	return zk__op_run(&op);
+	return zk__fs_run(&op);
 }
 
 ssize_t zk_write(int fd, const void *buf, size_t len, int64_t off)
 {
 	struct zk__op op = {.opcode = ZK__OP_WRITE, .fd = fd, .cbuf = buf, .len = cap_len(len),
 			    .off = off};
-	return zk__op_run(&op);
+	return zk__fs_run(&op);
 }
 
 static ssize_t vec_op(uint8_t opcode, int fd, const struct iovec *iov, int iovcnt, int64_t off)
 {
-	if (!zk__task_here())
+	if (zk__fs_where() == ZK__FS_ON_WORKER)
 		return -EPERM;
 	if (!iov || iovcnt <= 0 || iovcnt > IOV_MAX)
 		return -EINVAL;
 	struct zk__op op = {.opcode = opcode, .fd = fd, .iov = iov, .len = (uint32_t)iovcnt,
 			    .off = off};
-	return zk__op_run(&op);
+	return zk__fs_run(&op);
 }
 
 ssize_t zk_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off)
@@ -187,13 +197,13 @@ ssize_t zk_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 int zk_fsync(int fd)
 {
 	struct zk__op op = {.opcode = ZK__OP_FSYNC, .fd = fd};
-	return zk__op_run(&op);
+	return zk__fs_run(&op);
 }
 
 int zk_fdatasync(int fd)
 {
 	struct zk__op op = {.opcode = ZK__OP_FSYNC, .fd = fd, .flags = ZK__FSYNC_DATASYNC};
-	return zk__op_run(&op);
+	return zk__fs_run(&op);
 }
 
 int zk_poll(int fd, unsigned mask)

@@ -74,7 +74,7 @@ static bool lock_try(struct zk__arm *a)
 static int lock_reg(struct zk__arm *a)
 {
 	zk_mutex_t *m = a->obj;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	int ret;
 	pthread_mutex_lock(&m->lock);
 	uint32_t st = atomic_load_explicit(&m->state, memory_order_relaxed);
@@ -166,7 +166,7 @@ int zk_mutex_unlock(zk_mutex_t *m)
 		return 0;
 	if (expect == M_UNLOCKED)
 		return -EPERM;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&m->lock);
 	uint32_t st = atomic_load_explicit(&m->state, memory_order_relaxed);
 	if (st == M_UNLOCKED) {

@@ -84,7 +84,7 @@ int zk_notify_all(zk_notify_t *n)
 		return -EINVAL;
 	if (atomic_load_explicit(&n->state, memory_order_acquire) != N_WAITING)
 		return 0;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	int count = 0;
 	pthread_mutex_lock(&n->lock);
 	if (atomic_load_explicit(&n->state, memory_order_relaxed) == N_WAITING) {

@@ -125,7 +125,7 @@ int zk_once_get_or_init(zk_once_t *o, zk_once_fn init, void *arg, void **value)
 	/* Our turn: the cell is RUNNING and ours. */
 	void *v = NULL;
 	int ir = init(arg, &v);
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	struct zk__waiter *w;
 	pthread_mutex_lock(&o->lock);
 	if (ir >= 0) {

@@ -144,6 +144,13 @@ static uint32_t steal_into(struct zk__runq *src, struct zk__runq *dst, uint32_t 
 
 struct zk_task *zk__runq_steal(struct zk__runq *src, struct zk__runq *dst)
 {
+	uint32_t n;
+	return zk__runq_steal_n(src, dst, &n);
+}
+
+struct zk_task *zk__runq_steal_n(struct zk__runq *src, struct zk__runq *dst, uint32_t *nout)
+{
+	*nout = 0;
 	uint32_t dst_tail = atomic_load_explicit(&dst->tail, memory_order_relaxed);
 	uint64_t dh = atomic_load_explicit(&dst->head, memory_order_acquire);
 	/* Only steal into a queue with room for half a queue. */
@@ -152,6 +159,7 @@ struct zk_task *zk__runq_steal(struct zk__runq *src, struct zk__runq *dst)
 	uint32_t n = steal_into(src, dst, dst_tail);
 	if (n == 0)
 		return NULL;
+	*nout = n;
 	n--;
 	struct zk_task *ret = atomic_load_explicit(&dst->buf[(dst_tail + n) & ZK__RUNQ_MASK],
 						   memory_order_relaxed);

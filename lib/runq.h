@@ -33,6 +33,8 @@ struct zk_task *zk__runq_pop(struct zk__runq *q);
 /* Any worker: steal half of src into dst (dst's owner calls) and return one
  * of the stolen tasks to run, or NULL. */
 struct zk_task *zk__runq_steal(struct zk__runq *src, struct zk__runq *dst);
+/* The same, storing in *n how many tasks moved (the one returned included). */
+struct zk_task *zk__runq_steal_n(struct zk__runq *src, struct zk__runq *dst, uint32_t *n);
 bool zk__runq_empty(struct zk__runq *q);
 uint32_t zk__runq_len(struct zk__runq *q);
 

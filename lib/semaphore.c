@@ -100,7 +100,7 @@ static int release_max(zk_sem_t *s, uint64_t n, uint64_t max, int err)
 							  memory_order_relaxed))
 			return 0;
 	}
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&s->lock);
 	st = atomic_load_explicit(&s->state, memory_order_relaxed);
 	for (;;) {
@@ -132,7 +132,7 @@ int zk_sem_close(zk_sem_t *s)
 {
 	if (!s)
 		return -EINVAL;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&s->lock);
 	uint64_t st = atomic_fetch_or_explicit(&s->state, S_CLOSED, memory_order_acq_rel);
 	if (!(st & S_CLOSED))
@@ -162,7 +162,7 @@ static int acq_reg(struct zk__arm *a)
 {
 	zk_sem_t *s = a->obj;
 	uint64_t n = a->n;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	int ret;
 	pthread_mutex_lock(&s->lock);
 	uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
@@ -208,7 +208,7 @@ static int acq_reg(struct zk__arm *a)
 static void acq_unreg(struct zk__arm *a)
 {
 	zk_sem_t *s = a->obj;
-	struct zk__wakelist wl = {NULL};
+	struct zk__wakelist wl = {NULL, NULL};
 	pthread_mutex_lock(&s->lock);
 	if (a->w.linked) {
 		zk__waitq_remove(&s->waiters, &a->w);

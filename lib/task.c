@@ -230,6 +230,7 @@ void zk__task_free_cache(struct zk__worker *w)
 /* Shutdown: cancel every task that has not returned. */
 void zk__task_cancel_all(zk_runtime_t *rt)
 {
+	ZK__OBS_SHUTDOWN(rt);
 	for (unsigned i = 0; i < rt->nshards; i++) {
 		struct zk__live_shard *sh = &rt->shards[i];
 		pthread_mutex_lock(&sh->lock);
@@ -294,6 +295,7 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 	t->next_timeout_ns = 0;
 	t->asan_fake = NULL;
 	t->tsan_fiber = NULL;
+	ZK__OBS_TASK_INIT(t);
 	if (w) {
 		/* Worker index in the low byte keeps ids unique without a
 		 * shared counter. */
@@ -353,6 +355,7 @@ void zk__task_wake(struct zk_task *t)
 								  memory_order_acq_rel,
 								  memory_order_acquire)) {
 				struct zk__worker *w = zk__worker_here();
+				ZK__OBS_WAKE(w, t);
 				/* Woken by a running task (a join, a message): run it
 				 * next on this worker. Woken by the loop (I/O, timer):
 				 * queue it behind what is already runnable. */
@@ -479,6 +482,7 @@ void zk__task_cancel_inbox(struct zk__worker *w)
 
 int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 {
+	ZK__OBS_PARK(t, wt);
 	atomic_store_explicit(&t->wait, wt, memory_order_seq_cst);
 	if (atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
 		pthread_mutex_lock(&t->wait_lock);
@@ -611,7 +615,7 @@ int zk_join(zk_task_t *t, void **result)
 			zk__task_release(t);
 			return -ECANCELED;
 		}
-		struct zk__wait wt = {.cancel = join_cancel, .obj = t, .res = 0};
+		struct zk__wait wt = {.cancel = join_cancel, .obj = t, .res = 0, .kind = ZK__WAIT_JOIN};
 		struct zk_task *expect = NULL;
 		if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, self,
 							    memory_order_acq_rel,

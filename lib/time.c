@@ -41,7 +41,8 @@ int zk_sleep_until(uint64_t deadline_ns)
 			/* The tick has passed already: just let others run. */
 			return zk_yield();
 		}
-		struct zk__wait wt = {.cancel = sleep_cancel, .owner = w, .obj = &tm};
+		struct zk__wait wt = {.cancel = sleep_cancel, .owner = w, .obj = &tm,
+				      .kind = ZK__WAIT_TIMER};
 		int r = zk__task_park(t, &wt);
 		if (r < 0)
 			return r;

@@ -296,6 +296,7 @@ int zk__select(struct zk__arm *arms, size_t n, size_t start, uint64_t deadline, 
 		int r = sel_init(&s, deadline, flags);
 		if (r < 0)
 			return r;
+		s.wait.kind = n > 1 ? ZK__WAIT_SELECT : ZK__WAIT_SYNC, s.wait.what = arms;
 		r = sel_arm(&s);
 		if (r < 0) {
 			sel_done(&s);

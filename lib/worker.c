@@ -60,8 +60,10 @@ static struct zk_task *pull_global(struct zk__worker *w)
 	if (want > room)
 		want = room;
 	struct zk_task *head;
-	if (zk__inject_pop_batch(&rt->inject, want ? want : 1, &head) == 0)
+	size_t got = zk__inject_pop_batch(&rt->inject, want ? want : 1, &head);
+	if (got == 0)
 		return NULL;
+	ZK__STAT_ADD(w, global_pulls, got);
 	struct zk_task *first = head;
 	head = head->next;
 	while (head) {
@@ -72,16 +74,19 @@ static struct zk_task *pull_global(struct zk__worker *w)
 	return first;
 }
 
-static struct zk_task *next_task(struct zk__worker *w)
+static inline struct zk_task *next_task(struct zk__worker *w)
 {
 	zk_runtime_t *rt = w->rt;
 	struct zk_task *t;
-	if (w->tick % GLOBAL_INTERVAL == 0 && (t = zk__inject_pop(&rt->inject)))
+	if (w->tick % GLOBAL_INTERVAL == 0 && (t = zk__inject_pop(&rt->inject))) {
+		ZK__STAT_INC(w, global_pulls);
 		return t;
+	}
 	if (atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
 	    (t = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acq_rel))) {
 		if (w->lifo_polls < MAX_LIFO_POLLS) {
 			w->lifo_polls++;
+			ZK__STAT_INC(w, lifo_hits);
 			return t;
 		}
 		zk__runq_push(&w->runq, t, &rt->inject);
@@ -97,10 +102,17 @@ struct zk_task *zk__worker_direct_next(struct zk__worker *w)
 	/* The loop counts this run after the switch lands there: when that
 	 * count reaches a poll, go back to the loop and let it poll. */
 	if ((w->tick + 1) % EVENT_INTERVAL == 0 ||
-	    atomic_load_explicit(&w->rt->stop, memory_order_relaxed))
+	    atomic_load_explicit(&w->rt->stop, memory_order_relaxed)) {
+		ZK__OBS_RUN_END(w); /* the task switching out has run */
 		return NULL;
+	}
 	w->tick++;
-	return next_task(w);
+	struct zk_task *t = next_task(w);
+	if (t)
+		ZK__OBS_RUN_BEGIN(w, t); /* (ends a timed run of the one switching out) */
+	else
+		ZK__OBS_RUN_END(w);
+	return t;
 }
 
 /* Submits, reaps, fires timers, handles cancel requests. Returns how many
@@ -110,8 +122,12 @@ static int drive(struct zk__worker *w, int64_t timeout_ns)
 	int n = w->rt->backend->wait(w->backend, timeout_ns);
 	if (n < 0)
 		n = 0;
-	if (w->wheel.count)
-		n += (int)zk__wheel_advance(&w->wheel, zk_now_ns());
+	if (w->wheel.count) {
+		unsigned fired = zk__wheel_advance(&w->wheel, zk_now_ns());
+		ZK__STAT_ADD(w, timers_fired, fired);
+		n += (int)fired;
+	}
+	ZK__OBS_DRIVE(w);
 	if (atomic_load_explicit(&w->inbox_nonempty, memory_order_acquire)) {
 		zk__task_cancel_inbox(w);
 		n++;
@@ -143,9 +159,14 @@ static struct zk_task *steal_work(struct zk__worker *w)
 			unsigned v = (start + i) % rt->nworkers;
 			if (v == w->index)
 				continue;
-			struct zk_task *t = zk__runq_steal(&rt->workers[v].runq, &w->runq);
-			if (t)
+			uint32_t got;
+			ZK__STAT_INC(w, steal_attempts);
+			struct zk_task *t = zk__runq_steal_n(&rt->workers[v].runq, &w->runq, &got);
+			if (t) {
+				ZK__STAT_ADD(w, stolen_in, got);
+				ZK__OBS_STOLEN_OUT(&rt->workers[v], got);
 				return t;
+			}
 		}
 	}
 	struct zk_task *t = pull_global(w);
@@ -156,8 +177,11 @@ static struct zk_task *steal_work(struct zk__worker *w)
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct zk__worker *v = &rt->workers[(start + i) % rt->nworkers];
 		if (v != w && atomic_load_explicit(&v->lifo, memory_order_relaxed) &&
-		    (t = atomic_exchange_explicit(&v->lifo, NULL, memory_order_acq_rel)))
+		    (t = atomic_exchange_explicit(&v->lifo, NULL, memory_order_acq_rel))) {
+			ZK__STAT_INC(w, stolen_in);
+			ZK__OBS_STOLEN_OUT(v, 1);
 			return t;
+		}
 	}
 	return NULL;
 }
@@ -198,12 +222,15 @@ static void park(struct zk__worker *w)
 	atomic_store_explicit(&w->parked, true, memory_order_seq_cst);
 	bool last = zk__idle_to_parked(&rt->idle, w->index, was_searching);
 	if (!work_visible(w, last)) {
+		ZK__STAT_INC(w, parks);
 		int64_t timeout = zk__wheel_timeout(&w->wheel, zk_now_ns());
 		drive(w, timeout);
 	}
 	atomic_store_explicit(&w->parked, false, memory_order_relaxed);
-	if (!zk__idle_unpark(&rt->idle, w->index))
+	if (!zk__idle_unpark(&rt->idle, w->index)) {
 		w->searching = true; /* a notifier woke us to search */
+		ZK__STAT_INC(w, unparks);
+	}
 	/* The wait made several tasks runnable here: let an idle worker help
 	 * (the wakes inside the wait did not notify, see zk__schedule). */
 	if (zk__runq_len(&w->runq) > 1 && zk__idle_should_notify(&rt->idle))
@@ -261,7 +288,8 @@ void *zk__worker_main(void *arg)
 	w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)w->index * 0xbf58476d1ce4e5b9ull) ^ 1;
 	struct zk__backend_config cfg = {.ring_entries = rt->ring_entries,
 					 .worker_index = w->index,
-					 .fault = &rt->fault};
+					 .fault = &rt->fault,
+					 .stats = ZK__OBS_BSTATS(w)};
 	int res = rt->backend->init(&w->backend, &cfg);
 	report_start(w, res);
 	if (res < 0) {
@@ -274,12 +302,15 @@ void *zk__worker_main(void *arg)
 		return NULL;
 	}
 	zk__signal_worker_start(w);
+	ZK__OBS_WORKER_START(w);
 
 	while (!atomic_load_explicit(&rt->stop, memory_order_acquire)) {
 		struct zk_task *t = next_task(w);
 		if (t) {
 			stop_searching(w);
+			ZK__OBS_RUN_BEGIN(w, t);
 			zk__task_run(w, t);
+			ZK__OBS_RUN_END(w);
 			if (++w->tick % EVENT_INTERVAL == 0)
 				drive(w, 0);
 			continue;
@@ -290,7 +321,9 @@ void *zk__worker_main(void *arg)
 		t = steal_work(w);
 		if (t) {
 			stop_searching(w);
+			ZK__OBS_RUN_BEGIN(w, t);
 			zk__task_run(w, t);
+			ZK__OBS_RUN_END(w);
 			continue;
 		}
 		park(w);

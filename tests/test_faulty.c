@@ -588,3 +588,71 @@ Test(faulty, timeouts_racing_completions_end_cleanly)
 		cr_assert_eq(atomic_load(&a.ok), 2, "seed %llu", seed);
 	}
 }
+
+/* O_NONBLOCK sockets: io_uring itself answers -EAGAIN on them when they are
+ * not ready, and the fault backend injects it exactly there. The runtime
+ * waits for readiness instead of passing -EAGAIN on (MSG_DONTWAIT still
+ * gets it). */
+struct nb_arg {
+	int fds[2];
+	int got;
+};
+
+static void *nb_reader(void *arg)
+{
+	struct nb_arg *a = arg;
+	char c;
+	ZT_CHECK_EQ(zk_recv(a->fds[0], &c, 1, MSG_DONTWAIT), -EAGAIN);
+	while (a->got < RACE_BYTES) {
+		ssize_t n = zk_recv(a->fds[0], &c, 1, 0);
+		ZT_CHECK_EQ(n, 1);
+		if (n != 1)
+			break;
+		a->got++;
+	}
+	return NULL;
+}
+
+static void *nb_writer(void *arg)
+{
+	struct nb_arg *a = arg;
+	for (int i = 0; i < RACE_BYTES; i++) {
+		if (i % 10 == 0)
+			zk_sleep_ms(1);
+		ZT_CHECK_EQ(zk_send(a->fds[1], "y", 1, 0), 1);
+	}
+	return NULL;
+}
+
+static void *nb_main(void *arg)
+{
+	zk_task_t *r, *w;
+	ZT_CHECK_EQ(zk_spawn(&r, nb_reader, arg), 0);
+	ZT_CHECK_EQ(zk_spawn(&w, nb_writer, arg), 0);
+	zk_join(r, NULL);
+	zk_join(w, NULL);
+	return NULL;
+}
+
+static void run_nonblocking(zk_runtime_t *rt)
+{
+	struct nb_arg a = {0};
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, a.fds), 0);
+	cr_assert_eq(zk_block_on(rt, nb_main, &a, NULL), 0);
+	zk_runtime_free(rt);
+	close(a.fds[0]);
+	close(a.fds[1]);
+	zt_assert_no_failures();
+	cr_assert_eq(a.got, RACE_BYTES);
+}
+
+Test(faulty, nonblocking_fds_wait_for_readiness_instead_of_eagain)
+{
+	zk_config_t cfg = {.workers = 2, .backend = ZK_BACKEND_IO_URING};
+	zk_runtime_t *rt = NULL;
+	cr_assert_eq(zk_runtime_create(&rt, &cfg), 0);
+	run_nonblocking(rt);
+	for (unsigned long long seed = 1; seed <= 4; seed++)
+		run_nonblocking(faulty_runtime(seed, seed & 1 ? "epoll" : "io_uring", "eagain,delay",
+					       "0.5", 2));
+}

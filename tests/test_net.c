@@ -76,7 +76,9 @@ Test(net, listen_rejects_an_unparsable_host)
 	cr_assert_eq(zk_tcp_listen("256.0.0.1", 0, 16), -EINVAL);
 	cr_assert_eq(zk_tcp_listen("127.0.0.1.5", 0, 16), -EINVAL);
 	cr_assert_eq(zk_tcp_listen("", 0, 16), -EINVAL);
-	cr_assert_eq(zk_tcp_listen("::1", 0, 16), -EINVAL);
+	cr_assert_eq(zk_tcp_listen("[127.0.0.1]", 0, 16), -EINVAL);
+	cr_assert_eq(zk_tcp_listen("::1]", 0, 16), -EINVAL);
+	cr_assert_eq(zk_tcp_listen("::g", 0, 16), -EINVAL);
 }
 
 Test(net, listen_on_a_port_in_use_is_eaddrinuse)

@@ -29,7 +29,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,6 +132,27 @@ static int32_t run_job(const struct zk__op *op)
 			break;
 		case ZK__OP_OPENAT:
 			r = openat(op->fd, op->path, (int)op->flags, op->mode);
+			break;
+		case ZK__OP_STATX:
+			r = statx(op->fd, op->path, (int)op->flags, op->len, op->buf2);
+			break;
+		case ZK__OP_FALLOCATE:
+			r = fallocate(op->fd, (int)op->flags, (off_t)op->off, (off_t)op->len64);
+			break;
+		case ZK__OP_FTRUNCATE:
+			r = ftruncate(op->fd, (off_t)op->len64);
+			break;
+		case ZK__OP_SYNC_FILE_RANGE:
+			r = sync_file_range(op->fd, (off_t)op->off, (off_t)op->len, op->flags);
+			break;
+		case ZK__OP_RENAMEAT:
+			r = renameat2(op->fd, op->path, (int)op->off, op->path2, op->flags);
+			break;
+		case ZK__OP_UNLINKAT:
+			r = unlinkat(op->fd, op->path, (int)op->flags);
+			break;
+		case ZK__OP_MKDIRAT:
+			r = mkdirat(op->fd, op->path, op->mode);
 			break;
 		case ZK__OP_CLOSE:
 			/* Never retried: on Linux the fd is gone even on EINTR. */
@@ -352,4 +375,14 @@ struct zk__op *zk__pool_cancel_sink(struct zk__pool_sink *sink)
 	}
 	pthread_mutex_unlock(&pool.lock);
 	return out;
+}
+
+/* Gauges for the runtime's metrics (backend.h); taken under the pool lock,
+ * only when a snapshot asks. */
+void zk__backend_pool_gauges(unsigned *threads, unsigned *queued)
+{
+	pthread_mutex_lock(&pool.lock);
+	*threads = pool.nthreads;
+	*queued = pool.queued;
+	pthread_mutex_unlock(&pool.lock);
 }

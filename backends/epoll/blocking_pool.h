@@ -36,7 +36,8 @@ void zk__pool_release(void);
  * Returns 0, or -EAGAIN if the pool has no thread and none could be started
  * (then no op was queued). Supported opcodes: READ, WRITE, READV, WRITEV (at
  * op->off, or at the file position when op->off == -1), FSYNC, OPENAT,
- * CLOSE; any other completes with -EINVAL. */
+ * CLOSE, STATX, FALLOCATE, FTRUNCATE, SYNC_FILE_RANGE, RENAMEAT, UNLINKAT,
+ * MKDIRAT; any other completes with -EINVAL. */
 int zk__pool_submit(struct zk__op *head, unsigned n, struct zk__pool_sink *sink);
 
 /* Removes op from the queue if no thread has taken it yet: returns true, and

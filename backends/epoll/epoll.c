@@ -185,6 +185,7 @@ struct zk__backend {
 	struct zk__op *cq_head, *cq_tail;
 	_Atomic bool cq_nonempty;    /* peeked without the lock */
 	struct epoll_event events[EVENT_BATCH];
+	struct zk__backend_stats *stats; /* the worker's metrics, or NULL */
 };
 
 static pthread_mutex_t flip_lock[FLIP_STRIPES] = {
@@ -311,6 +312,7 @@ static void finish_op(struct zk__backend *b, struct zk__op *op)
 {
 	b->inflight--;
 	b->background -= op->background;
+	ZK__BSTAT(b->stats, completed);
 	op->b_flags = ST_IDLE; /* a cancel() from here on is a no-op */
 	op->complete(op);
 }
@@ -554,6 +556,27 @@ static int try_sendrecv(struct zk__op *op, bool is_send)
 	}
 }
 
+/* SENDMSG and RECVMSG: one message per op (MSG_WAITALL is passed to the
+ * kernel but a short stream read is not continued, unlike RECV). */
+static int try_msg(struct zk__op *op, bool is_send)
+{
+	int uflags = (int)op->flags;
+	int flags = uflags | MSG_DONTWAIT | (is_send ? MSG_NOSIGNAL : 0);
+	for (;;) {
+		ssize_t r = is_send ? sendmsg(op->fd, op->msg, flags) : recvmsg(op->fd, op->msg, flags);
+		if (r >= 0)
+			return done(op, r);
+		int err = errno;
+		if (err == EINTR)
+			continue;
+		if ((err == EAGAIN || err == EWOULDBLOCK) && !(uflags & MSG_DONTWAIT)) {
+			unsigned excl = (uflags & (MSG_OOB | MSG_ERRQUEUE)) ? 0 : OPF_EXCL;
+			return wait_for(op, (is_send ? OPF_OUT : OPF_IN) | excl);
+		}
+		return done(op, -err);
+	}
+}
+
 /* Runs a write with SIGPIPE blocked; a SIGPIPE it raised is consumed. A
  * SIGPIPE already blocked by the caller's mask is left alone. */
 static ssize_t nosigpipe(ssize_t (*fn)(int, const struct iovec *, int, off_t, int), int fd,
@@ -716,6 +739,47 @@ static int try_poll(struct zk__op *op)
 	return wait_for(op, poll_dir(op->flags));
 }
 
+/* SPLICE: the output (op->fd) is made non-blocking for the call by a flip
+ * (a pipe end honours SPLICE_F_NONBLOCK, a socket only O_NONBLOCK), and
+ * SIGPIPE is blocked and consumed as in nosigpipe(): splice into a socket
+ * whose peer is gone raises it. On EAGAIN the op waits for the output to
+ * become writable; an input pipe must not be empty (see backend.h). A
+ * regular-file input is read inline: pages not in the page cache make the
+ * call wait for the disk (see backend.h). */
+static int try_splice(struct zk__op *op)
+{
+	for (;;) {
+		loff_t in_off = op->off2, out_off = op->off;
+		int saved = 0;
+		int fr = flip_begin(op->fd, &saved);
+		if (fr < 0)
+			return done(op, fr);
+		sigset_t pipe_set, old;
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+		ssize_t r = splice(op->fd2, op->off2 >= 0 ? &in_off : NULL, op->fd,
+				   op->off >= 0 ? &out_off : NULL, op->len,
+				   op->flags | SPLICE_F_NONBLOCK);
+		int err = errno;
+		if (r < 0 && err == EPIPE && !sigismember(&old, SIGPIPE)) {
+			struct timespec zero = {0, 0};
+			while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+				;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		errno = err;
+		flip_end(op->fd, saved);
+		if (r >= 0)
+			return done(op, r);
+		if (err == EINTR)
+			continue;
+		if (err == EAGAIN)
+			return wait_for(op, OPF_OUT | OPF_EXCL);
+		return done(op, -err);
+	}
+}
+
 /* One non-blocking attempt. T_DONE: op->res is the result. T_WAIT: op must
  * wait for its OPF_IN/OPF_OUT direction. */
 static int attempt(struct zk__op *op)
@@ -725,6 +789,12 @@ static int attempt(struct zk__op *op)
 		return try_sendrecv(op, false);
 	case ZK__OP_SEND:
 		return try_sendrecv(op, true);
+	case ZK__OP_SENDMSG:
+		return try_msg(op, true);
+	case ZK__OP_SEND_ZC: /* no zero-copy here: a plain send */
+		return try_sendrecv(op, true);
+	case ZK__OP_RECVMSG:
+		return try_msg(op, false);
 	case ZK__OP_READ:
 	case ZK__OP_WRITE:
 	case ZK__OP_READV:
@@ -740,6 +810,8 @@ static int attempt(struct zk__op *op)
 		return done(op, shutdown(op->fd, (int)op->flags) == 0 ? 0 : -errno);
 	case ZK__OP_NOP:
 		return done(op, 0);
+	case ZK__OP_SPLICE:
+		return try_splice(op);
 	default:
 		return done(op, -EINVAL);
 	}
@@ -935,6 +1007,7 @@ static void dispatch(struct zk__backend *b, int fd, uint32_t ev)
 
 static int epoll_wait_ns(struct zk__backend *b, int64_t timeout_ns)
 {
+	ZK__BSTAT(b->stats, enters);
 #ifdef SYS_epoll_pwait2
 	if (!b->no_pwait2) {
 		struct timespec ts, *tsp = NULL;
@@ -984,6 +1057,7 @@ static int ep_init(struct zk__backend **out, const struct zk__backend_config *cf
 		return -ENOMEM;
 	b->epfd = -1;
 	b->wake_fd = -1;
+	b->stats = cfg ? cfg->stats : NULL;
 	int r = 0;
 	pthread_mutex_init(&b->cq_lock, NULL);
 	atomic_init(&b->cq_nonempty, false);
@@ -1104,6 +1178,7 @@ static void ep_close_op(struct zk__backend *b, struct zk__op *op)
 
 static void ep_submit(struct zk__backend *b, struct zk__op *op)
 {
+	ZK__BSTAT(b->stats, submitted);
 	b->inflight++;
 	b->background += op->background;
 	op->b_flags = 0;
@@ -1123,6 +1198,13 @@ static void ep_submit(struct zk__backend *b, struct zk__op *op)
 	switch (op->opcode) {
 	case ZK__OP_OPENAT:
 	case ZK__OP_FSYNC:
+	case ZK__OP_STATX:
+	case ZK__OP_FALLOCATE:
+	case ZK__OP_FTRUNCATE:
+	case ZK__OP_SYNC_FILE_RANGE:
+	case ZK__OP_RENAMEAT:
+	case ZK__OP_UNLINKAT:
+	case ZK__OP_MKDIRAT:
 		to_pool(b, op);
 		return;
 	case ZK__OP_CLOSE:

@@ -10,11 +10,13 @@
  *
  * The faults (ZK__FAULT_* in backend.h), each rolled per op at the rate:
  *   EINTR, EAGAIN  the op completes with that error without running (the
- *                  core retries: zk__op_run);
+ *                  core retries: zk__op_run); EAGAIN only where a kernel
+ *                  would return it (eagain_faithful);
  *   NOMEM, EIO     the op completes with -ENOMEM / -EIO without running
  *                  (the user sees the error; nothing was read or written);
  *   SHORT          a read/write/recv/send/readv/writev runs with a smaller
- *                  length (or fewer iovecs): a real short transfer;
+ *                  length (or fewer iovecs): a real short transfer (not
+ *                  on datagram sockets, where it would lose data);
  *   DELAY          the completion is held for 1..4 more wait() calls and
  *                  then delivered in random order with the other held ones;
  *   SQFULL         the op reaches the inner backend only 1..4 wait() calls
@@ -36,9 +38,12 @@
  * While anything is held back, wait() never blocks (timeout 0): held work
  * drains over the next few calls, so a worker never sleeps on it. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "../backend.h"
 
@@ -117,6 +122,56 @@ static uint32_t pick_fault(struct zk__backend *b, const struct zk__op *op)
 	while (pick--)
 		k &= k - 1;
 	return k & -k;
+}
+
+/* The readiness an op needs, for the ops a kernel answers with -EAGAIN on
+ * a non-blocking fd; 0 for the others. */
+static short eagain_mask(const struct zk__op *op)
+{
+	switch (op->opcode) {
+	case ZK__OP_READ:
+	case ZK__OP_READV:
+	case ZK__OP_RECV:
+	case ZK__OP_RECVMSG:
+	case ZK__OP_ACCEPT:
+		return POLLIN;
+	case ZK__OP_WRITE:
+	case ZK__OP_WRITEV:
+	case ZK__OP_SEND:
+	case ZK__OP_SENDMSG:
+		return POLLOUT;
+	default:
+		return 0;
+	}
+}
+
+/* -EAGAIN is injected only where a kernel would return it: an op that
+ * waits for readiness, on an O_NONBLOCK fd that is not ready now. A false
+ * -EAGAIN on a ready fd would send the caller to wait for a readiness that
+ * may never change (a Unix socket polls writable only below a quarter of
+ * its buffer), and one on a wrong fd (accept on a pipe) would wait forever
+ * for an error the kernel reports at once. */
+static bool eagain_faithful(const struct zk__op *op)
+{
+	short mask = eagain_mask(op);
+	if (!mask)
+		return false;
+	int fl = fcntl(op->fd, F_GETFL);
+	if (fl < 0 || !(fl & O_NONBLOCK))
+		return false;
+	struct pollfd p = {.fd = op->fd, .events = mask};
+	return poll(&p, 1, 0) == 0;
+}
+
+/* Short transfers only where the kernel makes them: files, pipes and
+ * stream sockets. A datagram cut short would be a lost message. */
+static bool short_faithful(const struct zk__op *op)
+{
+	int type;
+	socklen_t len = sizeof(type);
+	if (getsockopt(op->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return true; /* not a socket */
+	return type == SOCK_STREAM;
 }
 
 static bool passes_through(const struct zk__op *op)
@@ -230,6 +285,9 @@ static void faulty_submit(struct zk__backend *b, struct zk__op *op)
 	uint32_t fault = 0;
 	if (!passes_through(op) && roll(b))
 		fault = pick_fault(b, op);
+	if ((fault == ZK__FAULT_EAGAIN && !eagain_faithful(op)) ||
+	    (fault == ZK__FAULT_SHORT && !short_faithful(op)))
+		fault = 0;
 	switch (fault) {
 	case ZK__FAULT_EINTR:
 	case ZK__FAULT_EAGAIN:

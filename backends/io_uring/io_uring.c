@@ -18,12 +18,14 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "../backend.h"
+#include "bufring.h"
 
 #define TAG_OP 0u
 #define TAG_TIMEOUT 1u
@@ -39,6 +41,43 @@
 /* CQEs reaped per peek; bounds the stack array, not the work per wait. */
 #define REAP_BATCH 64
 
+/* IORING_OP_FTRUNCATE (kernel 6.9+), newer than liburing 2.3's header. */
+#define URING_OP_FTRUNCATE 55
+/* Whether the kernel has it: 0 unknown, 1 yes, 2 no. Probed by the first
+ * ring (the answer is the kernel's, the same for every ring). */
+static _Atomic int ftruncate_probe;
+
+static void probe_ftruncate(struct io_uring *ring)
+{
+	if (atomic_load_explicit(&ftruncate_probe, memory_order_relaxed))
+		return;
+	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	int ok = p && p->last_op >= URING_OP_FTRUNCATE &&
+		 io_uring_opcode_supported(p, URING_OP_FTRUNCATE);
+	if (p)
+		io_uring_free_probe(p);
+	atomic_store_explicit(&ftruncate_probe, ok ? 1 : 2, memory_order_relaxed);
+}
+
+/* IORING_OP_SEND_ZC (6.0+): 0 unknown, 1 yes, 2 no; probed at first use. */
+static _Atomic int send_zc_probe;
+
+static bool send_zc_supported(struct io_uring *ring)
+{
+	int v = atomic_load_explicit(&send_zc_probe, memory_order_relaxed);
+	if (!v) {
+		struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+		v = p && p->last_op >= IORING_OP_SEND_ZC &&
+			    io_uring_opcode_supported(p, IORING_OP_SEND_ZC)
+			? 1
+			: 2;
+		if (p)
+			io_uring_free_probe(p);
+		atomic_store_explicit(&send_zc_probe, v, memory_order_relaxed);
+	}
+	return v == 1;
+}
+
 struct zk__backend {
 	struct io_uring ring;
 	int wake_fd;                /* eventfd written by wake() */
@@ -50,6 +89,12 @@ struct zk__backend {
 	struct zk__op *unq_head, *unq_tail;
 	struct zk__op *cancel_head, *cancel_tail;
 	struct zk__op *done_head, *done_tail;
+	struct zk__pbuf pbuf;       /* provided buffers (bufring.c), lazily */
+	struct zk__backend_stats *stats; /* the worker's metrics, or NULL */
+	struct iovec *reg_bufs;     /* registered buffers (register_buffers) */
+	unsigned nreg_bufs;
+	int *reg_fds;               /* registered files: the fd in each slot */
+	unsigned nreg_fds;
 };
 
 static void fifo_push(struct zk__op **head, struct zk__op **tail, struct zk__op *op)
@@ -118,7 +163,13 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct zk__op *op)
 		io_uring_prep_close(sqe, op->fd);
 		break;
 	case ZK__OP_ACCEPT:
-		io_uring_prep_accept(sqe, op->fd, op->addr, op->addrlen_p, (int)op->flags);
+		/* Multishot (5.19+): one SQE accepts until cancelled or an
+		 * error; each connection is a CQE with IORING_CQE_F_MORE. */
+		if (op->multishot)
+			io_uring_prep_multishot_accept(sqe, op->fd, op->addr, op->addrlen_p,
+						       (int)op->flags);
+		else
+			io_uring_prep_accept(sqe, op->fd, op->addr, op->addrlen_p, (int)op->flags);
 		break;
 	case ZK__OP_CONNECT:
 		io_uring_prep_connect(sqe, op->fd, op->caddr, op->addrlen);
@@ -135,6 +186,50 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct zk__op *op)
 	case ZK__OP_POLL:
 		io_uring_prep_poll_add(sqe, op->fd, op->flags);
 		break;
+	case ZK__OP_SPLICE:
+		io_uring_prep_splice(sqe, op->fd2, op->off2, op->fd, op->off, op->len, op->flags);
+		break;
+	case ZK__OP_SENDMSG:
+		io_uring_prep_sendmsg(sqe, op->fd, op->msg, op->flags | MSG_NOSIGNAL);
+		break;
+	case ZK__OP_RECVMSG:
+		io_uring_prep_recvmsg(sqe, op->fd, op->msg, op->flags);
+		break;
+	case ZK__OP_SEND_ZC:
+		io_uring_prep_send_zc(sqe, op->fd, op->cbuf, op->len, (int)(op->flags | MSG_NOSIGNAL),
+				      0);
+		break;
+	case ZK__OP_RECV_PBUF:
+		/* Buffer select (5.19+); multishot recv (6.0+). */
+		io_uring_prep_recv(sqe, op->fd, NULL, 0, (int)op->flags);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = ZK__PBUF_GROUP;
+		if (op->multishot)
+			sqe->ioprio |= IORING_RECV_MULTISHOT;
+		break;
+	case ZK__OP_STATX:
+		io_uring_prep_statx(sqe, op->fd, op->path, (int)op->flags, op->len, op->buf2);
+		break;
+	case ZK__OP_FALLOCATE:
+		io_uring_prep_fallocate(sqe, op->fd, (int)op->flags, (off_t)op->off, (off_t)op->len64);
+		break;
+	case ZK__OP_FTRUNCATE:
+		/* liburing 2.3 has no prep helper: the kernel reads the length
+		 * from sqe->off and wants every other field zero. */
+		io_uring_prep_rw(URING_OP_FTRUNCATE, sqe, op->fd, NULL, 0, op->len64);
+		break;
+	case ZK__OP_SYNC_FILE_RANGE:
+		io_uring_prep_sync_file_range(sqe, op->fd, op->len, (uint64_t)op->off, (int)op->flags);
+		break;
+	case ZK__OP_RENAMEAT:
+		io_uring_prep_renameat(sqe, op->fd, op->path, (int)op->off, op->path2, (int)op->flags);
+		break;
+	case ZK__OP_UNLINKAT:
+		io_uring_prep_unlinkat(sqe, op->fd, op->path, (int)op->flags);
+		break;
+	case ZK__OP_MKDIRAT:
+		io_uring_prep_mkdirat(sqe, op->fd, op->path, op->mode);
+		break;
 	default:
 		io_uring_prep_nop(sqe);
 		break;
@@ -142,15 +237,126 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct zk__op *op)
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
 }
 
+/* Registered buffers and files (register_buffers/register_files): the op
+ * keeps its plain form; only its SQE changes. A linear scan: a storage
+ * engine registers a handful of buffer arenas and files, and with nothing
+ * registered this is two loads. */
+static void apply_fixed(struct zk__backend *b, struct io_uring_sqe *sqe, const struct zk__op *op)
+{
+	switch (op->opcode) {
+	case ZK__OP_READ:
+	case ZK__OP_WRITE:
+		for (unsigned i = 0; i < b->nreg_bufs; i++) {
+			uintptr_t lo = (uintptr_t)b->reg_bufs[i].iov_base;
+			uintptr_t p = (uintptr_t)op->cbuf;
+			if (p >= lo && p - lo <= b->reg_bufs[i].iov_len &&
+			    op->len <= b->reg_bufs[i].iov_len - (p - lo)) {
+				sqe->opcode = op->opcode == ZK__OP_READ ? IORING_OP_READ_FIXED
+									: IORING_OP_WRITE_FIXED;
+				sqe->buf_index = (uint16_t)i;
+				break;
+			}
+		}
+		break;
+	case ZK__OP_READV:
+	case ZK__OP_WRITEV:
+	case ZK__OP_FSYNC:
+	case ZK__OP_SYNC_FILE_RANGE:
+	case ZK__OP_FALLOCATE:
+		break;
+	case ZK__OP_CLOSE:
+		/* The ring's reference would keep the file open after the close,
+		 * and the next file given this fd number would be mistaken for
+		 * it: empty the slot first (synchronously, before the close). */
+		for (unsigned i = 0; i < b->nreg_fds; i++) {
+			if (b->reg_fds[i] == op->fd) {
+				int none = -1;
+				io_uring_register_files_update(&b->ring, i, &none, 1);
+				b->reg_fds[i] = -1;
+			}
+		}
+		return;
+	default:
+		return; /* no fixed file for these */
+	}
+	for (unsigned i = 0; i < b->nreg_fds; i++) {
+		if (b->reg_fds[i] == op->fd) {
+			sqe->fd = (int32_t)i;
+			sqe->flags |= IOSQE_FIXED_FILE;
+			break;
+		}
+	}
+}
+
+static int uring_register_buffers(struct zk__backend *b, const struct iovec *iov, unsigned n)
+{
+	if (n > UINT16_MAX || (n && !iov))
+		return -EINVAL;
+	struct iovec *copy = NULL;
+	if (n) {
+		copy = malloc(n * sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, iov, n * sizeof(*copy));
+	}
+	if (b->nreg_bufs)
+		io_uring_unregister_buffers(&b->ring);
+	free(b->reg_bufs);
+	b->reg_bufs = NULL;
+	b->nreg_bufs = 0;
+	if (!n)
+		return 0;
+	int r = io_uring_register_buffers(&b->ring, copy, n);
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	b->reg_bufs = copy;
+	b->nreg_bufs = n;
+	return 0;
+}
+
+static int uring_register_files(struct zk__backend *b, const int *fds, unsigned n)
+{
+	if (n && !fds)
+		return -EINVAL;
+	int *copy = NULL;
+	if (n) {
+		copy = malloc(n * sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, fds, n * sizeof(*copy));
+	}
+	if (b->nreg_fds)
+		io_uring_unregister_files(&b->ring);
+	free(b->reg_fds);
+	b->reg_fds = NULL;
+	b->nreg_fds = 0;
+	if (!n)
+		return 0;
+	int r = io_uring_register_files(&b->ring, copy, n);
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	b->reg_fds = copy;
+	b->nreg_fds = n;
+	return 0;
+}
+
 /* Puts op (and its linked timeout) into the SQ. False if there is no room:
  * both SQEs of a linked pair must be adjacent, so we ask for both at once. */
 static bool try_prep(struct zk__backend *b, struct zk__op *op)
 {
+	if (op->multishot)
+		op->timeout_ns = 0; /* a linked timeout cannot follow a multishot op */
 	unsigned need = op->timeout_ns ? 2 : 1;
 	if (io_uring_sq_space_left(&b->ring) < need)
 		return false;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
 	prep_sqe(sqe, op);
+	if (b->nreg_bufs | b->nreg_fds)
+		apply_fixed(b, sqe, op);
 	op->b_pending = 1;
 	op->b_flags &= ~(OPF_LINKED | OPF_TIMED_OUT);
 	if (op->timeout_ns) {
@@ -181,6 +387,7 @@ static bool try_prep_cancel(struct zk__backend *b, struct zk__op *op)
  * reap first (CQ overflow backlog); the caller reaps and flushes again. */
 static int enter_submit(struct zk__backend *b)
 {
+	ZK__BSTAT(b->stats, enters);
 	int ret = io_uring_submit(&b->ring);
 	return ret < 0 ? ret : 0;
 }
@@ -208,18 +415,41 @@ static void flush_fifos(struct zk__backend *b)
 static void finish_op(struct zk__backend *b, struct zk__op *op)
 {
 	if (op != &b->wake_op) {
+		ZK__BSTAT(b->stats, completed);
 		b->inflight--;
 		b->background -= op->background;
 	}
 	op->complete(op);
 }
 
-static void handle_cqe(struct zk__backend *b, uint64_t data, int32_t res)
+static void handle_cqe(struct zk__backend *b, uint64_t data, int32_t res, uint32_t cflags)
 {
 	unsigned tag = (unsigned)(data & TAG_MASK);
 	if (tag == TAG_IGNORE)
 		return;
 	struct zk__op *op = (struct zk__op *)(uintptr_t)(data & ~(uint64_t)TAG_MASK);
+	if (tag == TAG_OP && op->opcode == ZK__OP_SEND_ZC) {
+		/* Two CQEs: the send's result (with F_MORE when a notification
+		 * follows), then the notification (F_NOTIF) once the kernel no
+		 * longer reads the buffer. The op completes at the second. */
+		if (cflags & IORING_CQE_F_NOTIF) {
+			res = op->res;
+		} else if (cflags & IORING_CQE_F_MORE) {
+			op->res = res;
+			return;
+		}
+	}
+	if (tag == TAG_OP) {
+		op->cflags = cflags;
+		op->more = op->multishot && (cflags & IORING_CQE_F_MORE);
+		if (op->more) {
+			/* One of many completions: the op stays in flight. */
+			op->res = res;
+			ZK__BSTAT(b->stats, completed);
+			op->complete(op);
+			return;
+		}
+	}
 	if (tag == TAG_TIMEOUT) {
 		if (res == -ETIME)
 			op->b_flags |= OPF_TIMED_OUT;
@@ -242,22 +472,25 @@ static int reap(struct zk__backend *b)
 		if (n == 0) {
 			/* With NODROP the kernel parks CQEs that did not fit;
 			 * ask it to flush them into the ring and go on. */
-			if (io_uring_cq_has_overflow(&b->ring) && io_uring_get_events(&b->ring) >= 0 &&
+			if (io_uring_cq_has_overflow(&b->ring) && (ZK__BSTAT(b->stats, cq_overflows), 1) &&
+			    io_uring_get_events(&b->ring) >= 0 &&
 			    io_uring_cq_ready(&b->ring))
 				continue;
 			break;
 		}
 		uint64_t data[REAP_BATCH];
 		int32_t res[REAP_BATCH];
+		uint32_t flags[REAP_BATCH];
 		for (unsigned i = 0; i < n; i++) {
 			data[i] = cqes[i]->user_data;
 			res[i] = cqes[i]->res;
+			flags[i] = cqes[i]->flags;
 		}
 		/* Release the CQ slots before running callbacks: a callback may
 		 * submit, and the kernel may need the room. */
 		io_uring_cq_advance(&b->ring, n);
 		for (unsigned i = 0; i < n; i++) {
-			handle_cqe(b, data[i], res[i]);
+			handle_cqe(b, data[i], res[i], flags[i]);
 			total++;
 		}
 	}
@@ -317,6 +550,8 @@ static int uring_init(struct zk__backend **out, const struct zk__backend_config 
 		free(b);
 		return ret;
 	}
+	probe_ftruncate(&b->ring);
+	b->stats = cfg ? cfg->stats : NULL;
 	b->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (b->wake_fd < 0) {
 		ret = -errno;
@@ -338,9 +573,31 @@ static int uring_init(struct zk__backend **out, const struct zk__backend_config 
 
 static void uring_submit(struct zk__backend *b, struct zk__op *op)
 {
+	ZK__BSTAT(b->stats, submitted);
 	b->inflight++;
 	b->background += op->background;
 	op->b_flags = 0;
+	if (op->opcode == ZK__OP_FTRUNCATE &&
+	    atomic_load_explicit(&ftruncate_probe, memory_order_relaxed) != 1) {
+		/* Kernel before 6.9: the caller gets a clear error, not a
+		 * blocking ftruncate on this worker. */
+		op->res = -EOPNOTSUPP;
+		fifo_push(&b->done_head, &b->done_tail, op);
+		return;
+	}
+	if (op->opcode == ZK__OP_SEND_ZC && !send_zc_supported(&b->ring)) {
+		op->res = -EOPNOTSUPP;
+		fifo_push(&b->done_head, &b->done_tail, op);
+		return;
+	}
+	if (op->opcode == ZK__OP_RECV_PBUF) {
+		int r = zk__pbuf_setup(&b->pbuf, &b->ring);
+		if (r < 0) {
+			op->res = r == -EINVAL || r == -ENOSYS ? -EOPNOTSUPP : r;
+			fifo_push(&b->done_head, &b->done_tail, op);
+			return;
+		}
+	}
 	if (!b->unq_head && try_prep(b, op))
 		return;
 	/* SQ full: hand what we have to the kernel and try once more. */
@@ -348,6 +605,42 @@ static void uring_submit(struct zk__backend *b, struct zk__op *op)
 		return;
 	op->b_flags |= OPF_UNQUEUED;
 	fifo_push(&b->unq_head, &b->unq_tail, op);
+}
+
+/* A chain must sit in one submission with its SQEs adjacent, so it goes in
+ * whole or not at all: never behind the unqueued FIFO (whose flush could
+ * split it across two io_uring_enter calls, and a chain cut at a submit
+ * boundary would run its tail unlinked). */
+static bool uring_submit_chain(struct zk__backend *b, struct zk__op *const *ops, unsigned n)
+{
+	if (n == 0 || b->unq_head)
+		return false;
+	for (unsigned i = 0; i < n; i++) {
+		const struct zk__op *op = ops[i];
+		if (op->timeout_ns || op->multishot || op->opcode == ZK__OP_RECV_PBUF ||
+		    op->opcode == ZK__OP_SEND_ZC ||
+		    (op->opcode == ZK__OP_FTRUNCATE &&
+		     atomic_load_explicit(&ftruncate_probe, memory_order_relaxed) != 1))
+			return false;
+	}
+	if (io_uring_sq_space_left(&b->ring) < n &&
+	    (enter_submit(b) < 0 || io_uring_sq_space_left(&b->ring) < n))
+		return false;
+	for (unsigned i = 0; i < n; i++) {
+		struct zk__op *op = ops[i];
+		ZK__BSTAT(b->stats, submitted);
+		b->inflight++;
+		b->background += op->background;
+		op->b_flags = 0;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+		prep_sqe(sqe, op);
+		if (b->nreg_bufs | b->nreg_fds)
+			apply_fixed(b, sqe, op);
+		if (i + 1 < n)
+			sqe->flags |= IOSQE_IO_LINK;
+		op->b_pending = 1;
+	}
+	return true;
 }
 
 static void uring_cancel(struct zk__backend *b, struct zk__op *op)
@@ -378,6 +671,7 @@ static int uring_wait(struct zk__backend *b, int64_t timeout_ns)
 	if (n > 0 || io_uring_cq_ready(&b->ring))
 		timeout_ns = 0; /* work is already here: do not sleep */
 	int ret;
+	ZK__BSTAT(b->stats, enters);
 	if (timeout_ns == 0) {
 		ret = io_uring_submit_and_get_events(&b->ring);
 	} else {
@@ -443,9 +737,22 @@ static void uring_fini(struct zk__backend *b)
 		io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
 		reap(b);
 	}
-	io_uring_queue_exit(&b->ring);
+	zk__pbuf_fini(&b->pbuf, &b->ring);
+	io_uring_queue_exit(&b->ring); /* also drops registered buffers/files */
 	close(b->wake_fd);
+	free(b->reg_bufs);
+	free(b->reg_fds);
 	free(b);
+}
+
+static void *uring_pbuf_data(struct zk__backend *b, uint32_t cflags)
+{
+	return zk__pbuf_data(&b->pbuf, cflags);
+}
+
+static void uring_pbuf_put(struct zk__backend *b, uint32_t cflags)
+{
+	zk__pbuf_put(&b->pbuf, cflags);
 }
 
 const struct zk__backend_vtable zk__backend_io_uring = {
@@ -457,4 +764,9 @@ const struct zk__backend_vtable zk__backend_io_uring = {
 	.wait = uring_wait,
 	.wake = uring_wake,
 	.inflight = uring_inflight,
+	.pbuf_data = uring_pbuf_data,
+	.pbuf_put = uring_pbuf_put,
+	.register_buffers = uring_register_buffers,
+	.register_files = uring_register_files,
+	.submit_chain = uring_submit_chain,
 };

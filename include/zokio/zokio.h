@@ -4,7 +4,10 @@
 
 #include "dns.h"
 #include "fs.h"
+#include "http.h"
+#include "metrics.h"
 #include "net.h"
+#include "pool.h"
 #include "runtime.h"
 #include "select.h"
 #include "signal.h"

@@ -1,0 +1,148 @@
+/* lib/http/sendfile.c — zk_sendfile: file to socket without a user-space
+ * copy, as two splices through a pipe.
+ *
+ * io_uring has no sendfile op, but it has splice: file -> pipe moves page
+ * references into the pipe (no copy), pipe -> socket hands them to the
+ * socket. Each splice is one ZK__OP_SPLICE op, so the task suspends on the
+ * ring like any other I/O (on epoll: a non-blocking splice retried on
+ * writability). The pipe holds bytes only inside one call; between calls
+ * it is empty and goes back to a small process-wide pool, so a server
+ * keeps a handful of pipes, not one per connection. A call that fails with
+ * bytes still in its pipe closes that pipe instead of returning it.
+ *
+ * The socket is made non-blocking for the call (its O_NONBLOCK flag is put
+ * back after): see the comment in zk_sendfile.
+ *
+ * Pipes are resized to PIPE_BYTES when the system allows (fewer, larger
+ * splices: a 1 MiB file is two ops, not thirty-two). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "../internal.h"
+#include "zokio/fs.h"
+#include "zokio/http.h"
+
+#define PIPE_BYTES (1 << 20)
+#define POOL_MAX 64
+
+struct zpipe {
+	int rd, wr;
+	int size;
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct zpipe pool[POOL_MAX];
+static int npool;
+
+static int pipe_get(struct zpipe *p)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (npool > 0) {
+		*p = pool[--npool];
+		pthread_mutex_unlock(&pool_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	p->rd = fds[0];
+	p->wr = fds[1];
+	int sz = fcntl(p->wr, F_SETPIPE_SZ, PIPE_BYTES);
+	if (sz < 0)
+		sz = fcntl(p->wr, F_GETPIPE_SZ);
+	p->size = sz > 0 ? sz : 65536;
+	return 0;
+}
+
+static void pipe_put(struct zpipe *p, bool clean)
+{
+	if (clean) {
+		pthread_mutex_lock(&pool_lock);
+		if (npool < POOL_MAX) {
+			pool[npool++] = *p;
+			pthread_mutex_unlock(&pool_lock);
+			return;
+		}
+		pthread_mutex_unlock(&pool_lock);
+	}
+	close(p->rd);
+	close(p->wr);
+}
+
+static int splice_op(struct zk_task *t, uint64_t timeout, int out, int in, int64_t in_off,
+		     size_t len, unsigned flags)
+{
+	struct zk__op op = {.opcode = ZK__OP_SPLICE, .fd = out, .off = -1, .fd2 = in,
+			    .off2 = in_off, .len = (uint32_t)len, .flags = flags};
+	t->next_timeout_ns = timeout;
+	return zk__op_run(&op);
+}
+
+ssize_t zk_sendfile(int out_sock, int in_fd, int64_t off, size_t len)
+{
+	struct zk_task *t = zk__task_here();
+	if (!t)
+		return -EPERM;
+	uint64_t timeout = t->next_timeout_ns;
+	t->next_timeout_ns = 0;
+	if (off < 0)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	struct zpipe p;
+	int r = pipe_get(&p);
+	if (r < 0)
+		return r;
+	/* A blocking splice into a full socket runs on io_uring's worker
+	 * threads and a linked timeout cannot interrupt it: a client that
+	 * stops reading would hold the task forever. Non-blocking, the splice
+	 * ends with -EAGAIN and the task waits with zk_poll, which the timeout
+	 * and cancellation do end. */
+	int fl = fcntl(out_sock, F_GETFL);
+	bool flipped = fl >= 0 && !(fl & O_NONBLOCK) && fcntl(out_sock, F_SETFL, fl | O_NONBLOCK) == 0;
+	size_t sent = 0;
+	int err = 0;
+	size_t in_pipe = 0;
+	while (sent < len && !err) {
+		size_t want = len - sent;
+		if (want > (size_t)p.size)
+			want = (size_t)p.size;
+		r = splice_op(t, timeout, p.wr, in_fd, off + (int64_t)sent, want, SPLICE_F_MOVE);
+		if (r <= 0) {
+			err = r; /* 0: the file ended early */
+			break;
+		}
+		in_pipe = (size_t)r;
+		while (in_pipe) {
+			bool more = sent + in_pipe < len;
+			r = splice_op(t, timeout, out_sock, p.rd, -1, in_pipe,
+				      SPLICE_F_MOVE | (more ? SPLICE_F_MORE : 0));
+			if (r == -EAGAIN) {
+				/* The socket is full: wait on the ring for room. */
+				t->next_timeout_ns = timeout;
+				r = zk_poll(out_sock, POLLOUT);
+				if (r < 0) {
+					err = r;
+					break;
+				}
+				continue;
+			}
+			if (r <= 0) {
+				err = r < 0 ? r : -EPIPE;
+				break;
+			}
+			in_pipe -= (size_t)r;
+			sent += (size_t)r;
+		}
+	}
+	if (flipped)
+		fcntl(out_sock, F_SETFL, fl);
+	pipe_put(&p, in_pipe == 0);
+	if (sent == 0 && err < 0)
+		return err;
+	return (ssize_t)sent;
+}
