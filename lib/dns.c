@@ -239,11 +239,27 @@ static void driver_loop(zk_dns_t *r)
 		if (n <= 0)
 			ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* retries */
 	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The driver is gone: a later miss starts a new one, and a resolver that
+ * zk_dns_free() handed to the driver is freed now. */
+static void driver_gone(zk_dns_t *r)
+{
+	pthread_mutex_lock(&r->lock);
 	r->driver_running = false;
 	bool do_free = r->freeing && r->pending == 0;
 	pthread_mutex_unlock(&r->lock);
 	if (do_free)
 		destroy(r);
+}
+
+/* Runs when the driver task ends, also when it is cancelled before it
+ * ever ran (runtime shutdown right after the spawn): driver_main may never
+ * run, this always does. */
+static void driver_exit(struct zk_task *t)
+{
+	driver_gone(t->on_exit_ctx);
 }
 
 static void *driver_main(void *arg)
@@ -617,8 +633,11 @@ int zk_dns_lookup(zk_dns_t *r, const char *name, int family, struct sockaddr_sto
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
-	if (start_driver && zk_spawn(NULL, driver_main, r) < 0)
+	if (start_driver &&
+	    zk__spawn_with_exit(zk_runtime_current(), NULL, driver_main, r, driver_exit, r) < 0) {
 		driver_loop(r); /* no task for the driver: drive from here */
+		driver_gone(r);
+	}
 
 	rc = zk_oneshot_recv(&w.done, NULL);
 	pthread_mutex_lock(&r->lock);
