@@ -217,7 +217,8 @@ struct zk_runtime {
 	struct zk__live_shard *shards;   /* live-task lists, see zk__live_shard */
 	unsigned nshards;                /* a power of two */
 	_Atomic uint64_t foreign_spawned; /* tasks spawned from outside */
-	_Atomic unsigned foreign_spawning; /* outside spawns in progress */
+	_Atomic unsigned foreign_spawning; /* outside spawns and wakes in
+	                                    * progress (zk__foreign_enter) */
 	_Atomic bool closing;            /* shutdown started: no new tasks */
 	_Atomic bool stop;               /* workers exit their loops */
 	bool shut_down;
@@ -280,6 +281,10 @@ void zk__task_free_cache(struct zk__worker *w);
 void zk__task_cancel_all(zk_runtime_t *rt);
 void zk__task_destroy_lists(zk_runtime_t *rt);
 void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo);
+/* Brackets a call from outside the runtime's workers that touches its
+ * queues and workers: shutdown waits until none is in progress. */
+void zk__foreign_enter(zk_runtime_t *rt);
+void zk__foreign_leave(zk_runtime_t *rt);
 int zk__spawn_with_exit(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
 			void (*on_exit)(struct zk_task *), void *ctx);
 

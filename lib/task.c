@@ -342,8 +342,31 @@ void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
 			zk__notify_parked(rt);
 		return;
 	}
+	/* From outside (a foreign thread, another runtime's worker): shutdown
+	 * must not stop the workers and free rt while this wake still touches
+	 * them, although the woken task may finish (and let shutdown go on)
+	 * before we are done here. */
+	zk__foreign_enter(rt);
 	zk__inject_push(&rt->inject, t);
 	zk__notify_parked(rt);
+	zk__foreign_leave(rt);
+}
+
+void zk__foreign_enter(zk_runtime_t *rt)
+{
+	atomic_fetch_add_explicit(&rt->foreign_spawning, 1, memory_order_seq_cst);
+}
+
+/* Under done_lock, which shutdown holds while it checks the count: once it
+ * sees zero, no caller is still between its decrement and its last touch
+ * of rt. */
+void zk__foreign_leave(zk_runtime_t *rt)
+{
+	pthread_mutex_lock(&rt->done_lock);
+	if (atomic_fetch_sub_explicit(&rt->foreign_spawning, 1, memory_order_seq_cst) == 1 &&
+	    atomic_load_explicit(&rt->closing, memory_order_seq_cst))
+		pthread_cond_broadcast(&rt->done_cond);
+	pthread_mutex_unlock(&rt->done_lock);
 }
 
 void zk__task_wake(struct zk_task *t)
@@ -533,16 +556,11 @@ static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, v
 		 * worker) before shutdown may stop the workers, or see that
 		 * shutdown began and back out: announce it, then look (both
 		 * seq_cst; shutdown sets closing, then waits for zero). */
-		atomic_fetch_add_explicit(&rt->foreign_spawning, 1, memory_order_seq_cst);
+		zk__foreign_enter(rt);
 		int r = atomic_load_explicit(&rt->closing, memory_order_seq_cst)
 			    ? -ECANCELED
 			    : spawn_queue(rt, NULL, handle, fn, arg, on_exit, on_exit_ctx);
-		if (atomic_fetch_sub_explicit(&rt->foreign_spawning, 1, memory_order_seq_cst) == 1 &&
-		    atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
-			pthread_mutex_lock(&rt->done_lock);
-			pthread_cond_broadcast(&rt->done_cond);
-			pthread_mutex_unlock(&rt->done_lock);
-		}
+		zk__foreign_leave(rt);
 		return r;
 	}
 	if (atomic_load_explicit(&rt->closing, memory_order_acquire))

@@ -64,6 +64,9 @@ class Server:
             self.proc.kill()
             rc = "hung"
         check(rc == 0, "zk-serve exits 0 on SIGTERM (got %s)" % rc)
+        if rc != 0 and rc != "hung":
+            # A sanitizer report, say: show it.
+            print(self.proc.stderr.read()[-6000:], flush=True)
 
 
 def make_tree(base):
