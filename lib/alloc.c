@@ -16,29 +16,29 @@
 
 #ifdef ZK_HAVE_JEMALLOC
 
+/* The worker thread is bound to its arena (thread.arena), so a plain
+ * mallocx(size, 0) on it allocates from that arena through the thread's
+ * cache: an explicit MALLOCX_ARENA flag would take jemalloc's slower path
+ * on every call (about 20% more instructions per allocation and free).
+ * Threads outside the runtime use their default arena either way. */
 void zk__arena_init(struct zk__worker *w)
 {
 	unsigned idx = 0;
 	size_t sz = sizeof(idx);
-	w->arena_ok = mallctl("arenas.create", &idx, &sz, NULL, 0) == 0;
+	w->arena_ok = mallctl("arenas.create", &idx, &sz, NULL, 0) == 0 &&
+		      mallctl("thread.arena", NULL, NULL, &idx, sizeof(idx)) == 0;
 	w->arena = idx;
 }
 
 void *zk__alloc(size_t size)
 {
-	struct zk__worker *w = zk__worker_here();
-	if (w && w->arena_ok)
-		return mallocx(size, MALLOCX_ARENA(w->arena));
 	return mallocx(size, 0);
 }
 
 void *zk__calloc(size_t n, size_t size)
 {
-	struct zk__worker *w = zk__worker_here();
 	if (n && size > SIZE_MAX / n)
 		return NULL;
-	if (w && w->arena_ok)
-		return mallocx(n * size, MALLOCX_ARENA(w->arena) | MALLOCX_ZERO);
 	return mallocx(n * size, MALLOCX_ZERO);
 }
 
@@ -48,6 +48,13 @@ void zk__free(void *p)
 {
 	if (p)
 		dallocx(p, 0);
+}
+
+/* The size known: no lookup of the block's size class (sdallocx). */
+void zk__free_sized(void *p, size_t size)
+{
+	if (p)
+		sdallocx(p, size, 0);
 }
 #else
 /* Built without jemalloc (sanitizer builds: ASan and TSan replace malloc
@@ -69,6 +76,12 @@ void *zk__calloc(size_t n, size_t size)
 
 void zk__free(void *p)
 {
+	free(p);
+}
+
+void zk__free_sized(void *p, size_t size)
+{
+	(void)size;
 	free(p);
 }
 #endif

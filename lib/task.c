@@ -196,7 +196,7 @@ static void record_recycle(struct zk__worker *w, struct zk_task *t)
 		return;
 	}
 	pthread_mutex_destroy(&t->wait_lock);
-	zk__free(t);
+	zk__free_sized(t, sizeof(*t));
 }
 
 static void task_free(struct zk_task *t)
