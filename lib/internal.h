@@ -66,6 +66,7 @@ struct zk_task {
 	bool started;                /* has run at least once */
 	uint8_t switch_reason;       /* ZK__SW_*, set before switching out */
 	bool obs_stamped;            /* metrics: obs.woken_ns holds a sampled wake */
+	bool live_linked;            /* in its shard's live list (see live_link_once) */
 	void *sp;                    /* saved stack pointer while switched out */
 	struct zk__stack *stack;     /* NULL until first run */
 	zk_task_fn fn;

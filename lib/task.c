@@ -81,6 +81,30 @@ static void finish_switch(struct zk__worker *w)
 
 static void task_entry(void *arg);
 
+/* Live lists. A task joins its shard's list the first time it suspends or
+ * yields, or when it finishes while a handle still holds its record; a task
+ * that runs straight through (most spawns in a burst) never takes the
+ * shard lock. The lists are for what must find tasks that are not running:
+ * shutdown's cancel walk, the task dump, and freeing records whose handles
+ * were never released. Shutdown's walk sets `closing` first; a task linked
+ * after the walk passed its shard sees `closing` here under the same lock,
+ * and one that has not started yet sees it in task_prepare. */
+static void live_link(struct zk_task **head, struct zk_task *t);
+
+static void live_link_once(struct zk_task *t, bool cancel_if_closing)
+{
+	if (t->live_linked)
+		return;
+	zk_runtime_t *rt = t->rt;
+	struct zk__live_shard *sh = &rt->shards[t->shard];
+	pthread_mutex_lock(&sh->lock);
+	live_link(&sh->head, t);
+	t->live_linked = true;
+	if (cancel_if_closing && atomic_load_explicit(&rt->closing, memory_order_relaxed))
+		atomic_store_explicit(&t->cancel, true, memory_order_seq_cst);
+	pthread_mutex_unlock(&sh->lock);
+}
+
 /* Gives t a stack on its first run. False if t finished instead (cancelled
  * before it started, or no stack): it is then freed, and must not run. */
 static bool task_prepare(struct zk__worker *w, struct zk_task *t)
@@ -88,7 +112,8 @@ static bool task_prepare(struct zk__worker *w, struct zk_task *t)
 	atomic_store_explicit(&t->state, ZK__T_RUNNING, memory_order_release);
 	if (t->started)
 		return true;
-	if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+	if (atomic_load_explicit(&t->cancel, memory_order_acquire) ||
+	    atomic_load_explicit(&w->rt->closing, memory_order_seq_cst)) {
 		t->exit_res = -ECANCELED;
 		task_finish(w, t);
 		return false;
@@ -202,10 +227,12 @@ static void record_recycle(struct zk__worker *w, struct zk_task *t)
 static void task_free(struct zk_task *t)
 {
 	zk_runtime_t *rt = t->rt;
-	struct zk__live_shard *sh = &rt->shards[t->shard];
-	pthread_mutex_lock(&sh->lock);
-	live_unlink(&sh->head, t);
-	pthread_mutex_unlock(&sh->lock);
+	if (t->live_linked) {
+		struct zk__live_shard *sh = &rt->shards[t->shard];
+		pthread_mutex_lock(&sh->lock);
+		live_unlink(&sh->head, t);
+		pthread_mutex_unlock(&sh->lock);
+	}
 	struct zk__worker *w = zk__worker_here();
 	record_recycle(w && w->rt == rt ? w : NULL, t);
 }
@@ -309,14 +336,11 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 		atomic_fetch_add_explicit(&rt->foreign_spawned, 1, memory_order_release);
 	}
 	t->shard = (uint32_t)((t->id >> 8) ^ (t->id & 0xff)) & (rt->nshards - 1);
-	struct zk__live_shard *sh = &rt->shards[t->shard];
-	pthread_mutex_lock(&sh->lock);
-	live_link(&sh->head, t);
-	/* Checked under the shard lock that shutdown's walk also takes: a task
-	 * linked after the walk passed this shard sees closing here. */
-	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+	t->live_linked = false;
+	/* Not linked yet (live_link_once): a task that runs to completion
+	 * without ever suspending costs no lock round trip. */
+	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst))
 		atomic_store_explicit(&t->cancel, true, memory_order_relaxed);
-	pthread_mutex_unlock(&sh->lock);
 	*out = t;
 	return 0;
 }
@@ -412,6 +436,10 @@ static void task_finish(struct zk__worker *w, struct zk_task *t)
 		t->tsan_fiber = NULL;
 	}
 #endif
+	/* A handle still holds the record: it must be findable (and freed by
+	 * the runtime's end) if the handle is never released. */
+	if (atomic_load_explicit(&t->refs, memory_order_acquire) > 1)
+		live_link_once(t, false);
 	atomic_store_explicit(&t->state, ZK__T_DONE, memory_order_release);
 	struct zk_task *j = atomic_exchange_explicit(&t->joiner, ZK__JOIN_DONE, memory_order_acq_rel);
 	if (j && j != ZK__JOIN_DONE)
@@ -505,6 +533,7 @@ void zk__task_cancel_inbox(struct zk__worker *w)
 
 int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 {
+	live_link_once(t, true);
 	ZK__OBS_PARK(t, wt);
 	atomic_store_explicit(&t->wait, wt, memory_order_seq_cst);
 	if (atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
@@ -683,6 +712,7 @@ int zk_yield(void)
 	struct zk_task *t = zk__task_here();
 	if (!t)
 		return -EPERM;
+	live_link_once(t, true);
 	if (atomic_load_explicit(&t->cancel, memory_order_acquire))
 		return -ECANCELED;
 	t->switch_reason = ZK__SW_YIELD;

@@ -7,7 +7,10 @@
  * resume, scheduling delay (woken -> running) and I/O latency per opcode.
  * zk_metrics_snapshot() copies all of it, per worker and summed, into a
  * struct; zk_metrics_json() renders a snapshot as JSON. zk_task_dump() lists
- * every live task with its state, what it waits on and its spawn site.
+ * every live task that has suspended or yielded at least once (or finished
+ * with its handle still held) with its state, what it waits on and its spawn
+ * site; a task that was spawned and has not suspended yet is counted in
+ * live_tasks but not listed (spawns in a burst take no shared lock).
  *
  * Costs and sampling. Counters are exact. A clock read costs about as much as
  * a whole yield, so the run-time and scheduling-delay histograms time one
