@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "fiber.h"
@@ -280,6 +281,15 @@ void *zk__worker_main(void *arg)
 	struct zk__worker *w = arg;
 	zk_runtime_t *rt = w->rt;
 	zk__tls_worker = w;
+	/* A write on a socket or pipe whose reader is gone raises SIGPIPE in
+	 * the thread that runs it; io_uring runs WRITE/WRITEV inline on the
+	 * worker, and the default action would kill the process. Blocked on
+	 * workers, the write just returns -EPIPE (fs.h), as on epoll; the
+	 * signal stays pending on the worker thread, which never unblocks it. */
+	sigset_t pipe_set;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
 	if (rt->pin)
 		pin_to_cpu(w);
 	zk__arena_init(w);
