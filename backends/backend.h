@@ -176,6 +176,15 @@ struct zk__backend_config {
 
 struct zk__backend; /* opaque: each backend defines it */
 
+/* A set of buffers to register, shared by several backend instances (a
+ * runtime's worker rings: register_buffers_later). refs counts the holders;
+ * the last one to let go frees it with free(). Immutable once published. */
+struct zk__reg_snap {
+	_Atomic unsigned refs;
+	unsigned n;
+	struct iovec iov[];
+};
+
 struct zk__backend_vtable {
 	const char *name;
 	/* Creates a backend instance for the calling worker thread.
@@ -218,6 +227,15 @@ struct zk__backend_vtable {
 	 * Returns 0 or -errno (-ENOMEM, -EFAULT, -EBADF, -EINVAL, -EMFILE). */
 	int (*register_buffers)(struct zk__backend *b, const struct iovec *iov, unsigned n);
 	int (*register_files)(struct zk__backend *b, const int *fds, unsigned n);
+	/* Optional (NULL: none). Any thread; takes over one reference of snap.
+	 * The instance's registered buffers become snap's: owner == true (the
+	 * caller is b's owning thread) applies it at once and returns
+	 * register_buffers' result; otherwise it is queued (replacing a queued
+	 * one not yet applied) and returns 0, and the owner applies it before
+	 * it prepares its next op in submit(), submit_chain() or wait(), so
+	 * nothing submitted after this call returns uses the old set. Ops
+	 * already prepared are handed to the kernel first. */
+	int (*register_buffers_later)(struct zk__backend *b, struct zk__reg_snap *snap, bool owner);
 	/* Optional (NULL: the caller chains ops itself). Submits the n ops as
 	 * one kernel-linked chain (io_uring IOSQE_IO_LINK): each starts only
 	 * after the previous one succeeded (a read or write must move its whole

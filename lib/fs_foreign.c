@@ -1,5 +1,6 @@
 /* lib/fs_foreign.c — file calls made from foreign threads (threads that are
- * not runtime workers: a storage engine's own threads, or main()).
+ * not runtime workers: a storage engine's own threads, or main()), and
+ * zk_fs_register_buffers from tasks (handed to every worker ring).
  *
  * Owns each foreign thread's private ring (and its registered buffers and
  * files, zk_fs_register_*): an instance of the io_uring
@@ -382,15 +383,46 @@ int zk__fs_foreign_run(struct zk__op *op)
 
 /* ---- registered buffers and files ---------------------------------------------- */
 
+/* In a task: the set goes to every worker ring of the runtime (see fs.h).
+ * One immutable snapshot, shared: each ring holds a reference until it has
+ * applied it. The calling worker's ring applies it now (its result is the
+ * call's); the others before they prepare their next op. */
+static int task_register_buffers(const struct iovec *iov, unsigned n)
+{
+	struct zk__worker *w = zk__worker_here();
+	zk_runtime_t *rt = w->rt;
+	if (!rt->backend->register_buffers_later)
+		return -EOPNOTSUPP;
+	if (n > UINT16_MAX)
+		return -EINVAL;
+	struct zk__reg_snap *snap = malloc(sizeof(*snap) + (size_t)n * sizeof(struct iovec));
+	if (!snap)
+		return -ENOMEM;
+	atomic_init(&snap->refs, rt->nworkers);
+	snap->n = n;
+	if (n)
+		memcpy(snap->iov, iov, (size_t)n * sizeof(struct iovec));
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct zk__worker *o = &rt->workers[i];
+		if (o != w)
+			rt->backend->register_buffers_later(o->backend, snap, false);
+	}
+	/* (The task cannot move before this: nothing here suspends it.) */
+	return rt->backend->register_buffers_later(w->backend, snap, true);
+}
+
 int zk_fs_register_buffers(const struct iovec *iov, unsigned n)
 {
-	if (zk__fs_where() != ZK__FS_FOREIGN)
+	enum zk__fs_where where = zk__fs_where();
+	if (where == ZK__FS_ON_WORKER)
 		return -EPERM;
 	if (n && !iov)
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i++)
 		if (!iov[i].iov_base || iov[i].iov_len == 0)
 			return -EINVAL;
+	if (where == ZK__FS_IN_TASK)
+		return task_register_buffers(iov, n);
 	struct zk__backend *b = zk__fs_thread_ring();
 	if (!b || !zk__backend_io_uring.register_buffers)
 		return -EOPNOTSUPP;

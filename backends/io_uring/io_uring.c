@@ -91,11 +91,39 @@ struct zk__backend {
 	struct zk__op *done_head, *done_tail;
 	struct zk__pbuf pbuf;       /* provided buffers (bufring.c), lazily */
 	struct zk__backend_stats *stats; /* the worker's metrics, or NULL */
+	uint64_t enters;            /* io_uring_enter calls made (dev_io) */
+	uint8_t dev_async[64];      /* per fd slot: 0..3, how much positional
+	                             * I/O on it completes after its submitting
+	                             * enter (a device), not in it (page cache) */
+	_Atomic(struct zk__reg_snap *) reg_pending; /* register_buffers_later */
 	struct iovec *reg_bufs;     /* registered buffers (register_buffers) */
 	unsigned nreg_bufs;
 	int *reg_fds;               /* registered files: the fd in each slot */
 	unsigned nreg_fds;
 };
+
+/* Positional file I/O that goes to a device (O_DIRECT, pages not cached)
+ * is submitted at once, in its own io_uring_enter, instead of waiting for
+ * the worker's next wait(): measured on a virtio disk at queue depth 32,
+ * reads handed over one per enter (as fio does by default) run ~20% more
+ * IOPS than the same reads handed over 8-10 per enter at the end of a
+ * scheduler pass (the device sees a steadier queue, not bursts). One more
+ * syscall per I/O is nothing next to a device round trip. Page-cache I/O
+ * completes inside its enter and keeps the batching, where it is what
+ * pays. Alone in flight, an op waits for the wait() that follows anyway
+ * (one enter, not two). Which kind an fd does is learned from its
+ * completions: an op tagged with the enter count at prep that is reaped
+ * after a later enter went to the device. A hint per fd slot (fd mod 64, a saturating
+ * counter); a wrong guess costs a syscall or a batch, never a result. */
+#define DEV_SLOTS_MASK 63
+#define DEV_EAGER 2
+
+static inline bool dev_io(const struct zk__op *op)
+{
+	return (op->opcode == ZK__OP_READ || op->opcode == ZK__OP_WRITE ||
+		op->opcode == ZK__OP_READV || op->opcode == ZK__OP_WRITEV) &&
+	       op->off >= 0 && !op->timeout_ns;
+}
 
 static void fifo_push(struct zk__op **head, struct zk__op **tail, struct zk__op *op)
 {
@@ -344,6 +372,43 @@ static int uring_register_files(struct zk__backend *b, const int *fds, unsigned 
 	return 0;
 }
 
+static void snap_put(struct zk__reg_snap *s)
+{
+	if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+		free(s);
+}
+
+static int enter_submit(struct zk__backend *b);
+
+/* Applies a registration queued by register_buffers_later (owner only).
+ * SQEs already prepared name buffers by index in the old table: they go to
+ * the kernel first, which resolves them at submission. */
+static int apply_pending_reg(struct zk__backend *b)
+{
+	struct zk__reg_snap *s = atomic_exchange_explicit(&b->reg_pending, NULL,
+							  memory_order_acq_rel);
+	if (!s)
+		return 0;
+	if (io_uring_sq_ready(&b->ring))
+		enter_submit(b);
+	int r = uring_register_buffers(b, s->iov, s->n);
+	snap_put(s);
+	return r;
+}
+
+static inline void check_pending_reg(struct zk__backend *b)
+{
+	if (atomic_load_explicit(&b->reg_pending, memory_order_acquire))
+		apply_pending_reg(b);
+}
+
+static int uring_register_buffers_later(struct zk__backend *b, struct zk__reg_snap *snap,
+					bool owner)
+{
+	snap_put(atomic_exchange_explicit(&b->reg_pending, snap, memory_order_acq_rel));
+	return owner ? apply_pending_reg(b) : 0;
+}
+
 /* Puts op (and its linked timeout) into the SQ. False if there is no room:
  * both SQEs of a linked pair must be adjacent, so we ask for both at once. */
 static bool try_prep(struct zk__backend *b, struct zk__op *op)
@@ -359,6 +424,8 @@ static bool try_prep(struct zk__backend *b, struct zk__op *op)
 		apply_fixed(b, sqe, op);
 	op->b_pending = 1;
 	op->b_flags &= ~(OPF_LINKED | OPF_TIMED_OUT);
+	if (dev_io(op))
+		op->b_scratch[1] = b->enters; /* (the timespec's slot: no timeout here) */
 	if (op->timeout_ns) {
 		struct __kernel_timespec *ts = (struct __kernel_timespec *)op->b_scratch;
 		ts->tv_sec = (long long)(op->timeout_ns / 1000000000ull);
@@ -389,6 +456,7 @@ static int enter_submit(struct zk__backend *b)
 {
 	ZK__BSTAT(b->stats, enters);
 	int ret = io_uring_submit(&b->ring);
+	b->enters++;
 	return ret < 0 ? ret : 0;
 }
 
@@ -460,6 +528,13 @@ static void handle_cqe(struct zk__backend *b, uint64_t data, int32_t res, uint32
 		return; /* wait for the other CQE of a linked pair */
 	if ((op->b_flags & OPF_TIMED_OUT) && op->res == -ECANCELED)
 		op->res = -ETIMEDOUT;
+	if (tag == TAG_OP && dev_io(op) && !(op->b_flags & OPF_LINKED)) {
+		uint8_t *c = &b->dev_async[op->fd & DEV_SLOTS_MASK];
+		if (b->enters > op->b_scratch[1] + 1)
+			*c += *c < 3; /* completed after a later enter: a device */
+		else
+			*c -= *c > 0; /* completed in the enter that submitted it */
+	}
 	finish_op(b, op);
 }
 
@@ -573,6 +648,7 @@ static int uring_init(struct zk__backend **out, const struct zk__backend_config 
 
 static void uring_submit(struct zk__backend *b, struct zk__op *op)
 {
+	check_pending_reg(b);
 	ZK__BSTAT(b->stats, submitted);
 	b->inflight++;
 	b->background += op->background;
@@ -598,8 +674,12 @@ static void uring_submit(struct zk__backend *b, struct zk__op *op)
 			return;
 		}
 	}
-	if (!b->unq_head && try_prep(b, op))
+	if (!b->unq_head && try_prep(b, op)) {
+		if (dev_io(op) && b->dev_async[op->fd & DEV_SLOTS_MASK] >= DEV_EAGER &&
+		    b->inflight - b->background > 1)
+			enter_submit(b); /* goes to a device: send it now (see dev_io) */
 		return;
+	}
 	/* SQ full: hand what we have to the kernel and try once more. */
 	if (!b->unq_head && enter_submit(b) == 0 && try_prep(b, op))
 		return;
@@ -613,6 +693,7 @@ static void uring_submit(struct zk__backend *b, struct zk__op *op)
  * boundary would run its tail unlinked). */
 static bool uring_submit_chain(struct zk__backend *b, struct zk__op *const *ops, unsigned n)
 {
+	check_pending_reg(b);
 	if (n == 0 || b->unq_head)
 		return false;
 	for (unsigned i = 0; i < n; i++) {
@@ -639,6 +720,7 @@ static bool uring_submit_chain(struct zk__backend *b, struct zk__op *const *ops,
 		if (i + 1 < n)
 			sqe->flags |= IOSQE_IO_LINK;
 		op->b_pending = 1;
+		op->b_scratch[1] = b->enters; /* (dev_io) */
 	}
 	return true;
 }
@@ -663,6 +745,7 @@ static void uring_cancel(struct zk__backend *b, struct zk__op *op)
 
 static int uring_wait(struct zk__backend *b, int64_t timeout_ns)
 {
+	check_pending_reg(b);
 	int n = run_done(b);
 	flush_fifos(b);
 	if (timeout_ns == 0 && b->inflight == b->background && !io_uring_sq_ready(&b->ring) &&
@@ -684,6 +767,7 @@ static int uring_wait(struct zk__backend *b, int64_t timeout_ns)
 		}
 		ret = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
 	}
+	b->enters++;
 	(void)ret; /* -ETIME, -EINTR, -EBUSY: all mean "reap what is there" */
 	n += reap(b);
 	if (b->unq_head || b->cancel_head)
@@ -739,6 +823,7 @@ static void uring_fini(struct zk__backend *b)
 	}
 	zk__pbuf_fini(&b->pbuf, &b->ring);
 	io_uring_queue_exit(&b->ring); /* also drops registered buffers/files */
+	snap_put(atomic_exchange_explicit(&b->reg_pending, NULL, memory_order_acq_rel));
 	close(b->wake_fd);
 	free(b->reg_bufs);
 	free(b->reg_fds);
@@ -768,5 +853,6 @@ const struct zk__backend_vtable zk__backend_io_uring = {
 	.pbuf_put = uring_pbuf_put,
 	.register_buffers = uring_register_buffers,
 	.register_files = uring_register_files,
+	.register_buffers_later = uring_register_buffers_later,
 	.submit_chain = uring_submit_chain,
 };
