@@ -214,6 +214,8 @@ class Suite:
             "zk-rt": os.path.join(b, "benchmarks", "zk-rt-bench"),
             "tk-rt": os.path.join(b, "tokio-target", "release", "tokio-rt-bench"),
             "zk-net": os.path.join(b, "benchmarks", "zk-net-server"),
+            "zk-http": os.path.join(b, "benchmarks", "zk-http-hello"),
+            "zk-dns": os.path.join(b, "benchmarks", "zk-dns-bench"),
             "tk-net": os.path.join(b, "tokio-target", "release", "tokio-net-server"),
             "go-net": os.path.join(b, "go", "go-net-server"),
             "load": os.path.join(b, "benchmarks", "zk-net-load"),
@@ -245,8 +247,8 @@ class Suite:
 
     # -- network -------------------------------------------------------------------
 
-    def server_cmd(self, impl, mode, w, extra=()):
-        exe = {"zokio": self.bin["zk-net"], "tokio": self.bin["tk-net"], "go": self.bin["go-net"]}[impl]
+    def server_cmd(self, impl, mode, w, extra=(), zk_exe="zk-net"):
+        exe = {"zokio": self.bin[zk_exe], "tokio": self.bin["tk-net"], "go": self.bin["go-net"]}[impl]
         return [exe, "--mode", mode, "--workers", str(w), "--port", "0"] + list(extra)
 
     def echo_runner(self, conns):
@@ -281,9 +283,11 @@ class Suite:
             raise Failed("%s non-2xx responses" % non2xx.group(1))
         return float(m.group(1)), to_us(*p50.groups()), to_us(*p99.groups()), errs
 
-    def http_runner(self):
+    def http_runner(self, name="http_hello", zk_exe="zk-net"):
+        """wrk against a hello server; Zokio's side is zk-net-server's raw
+        responder (zk_exe "zk-net") or lib/http's server ("zk-http")."""
         def run(impl, w, rnd):
-            with Server(self.server_cmd(impl, "http", w)) as s:
+            with Server(self.server_cmd(impl, "http", w, zk_exe=zk_exe)) as s:
                 url = "http://127.0.0.1:%s/" % s.port
                 base = ["wrk", "-t%d" % CLIENT_THREADS, "-c100", "--latency"]
                 if not self.a.quick:
@@ -296,7 +300,7 @@ class Suite:
             rps, p50, p99, errs = self.parse_wrk(out)
             total = re.search(r"(\d+) requests in", out)
             if errs:
-                self.note("http_hello %s W=%d: wrk socket errors: %s" % (impl, w, errs.group(1)))
+                self.note("%s %s W=%d: wrk socket errors: %s" % (name, impl, w, errs.group(1)))
             fig = {"req_per_sec": (rps, "req/s"), "p50_latency": (p50, "us"),
                    "p99_latency": (p99, "us")}
             if total and int(total.group(1)):
@@ -532,6 +536,28 @@ class Suite:
                     "reads_per_sec": (float(f["reads_per_sec"]), "reads/s")}
         return run
 
+    def dns_runner(self):
+        """zk-dns-bench: cached zk_dns_lookup of "localhost" per second; the
+        same process then times glibc getaddrinfo() of the same name on W
+        plain threads (no cache: it reads /etc/hosts every call; what
+        tokio::net::lookup_host runs). One process measures both, so this
+        runs as a concurrent benchmark: one window per round for both."""
+        def run(impls, w, rnd):
+            out = run_cmd([self.bin["zk-dns"], "--workers", str(w),
+                           "--iters", "3" if self.a.quick else "5",
+                           "--lookups", "1000" if self.a.quick else "2000"])
+            got = {}
+            for line in out.splitlines():
+                if not line.startswith("bench=dns_cached_lookup"):
+                    continue
+                f = kv(line)
+                impl = "zokio" if f["runtime"] == "zokio" else "getaddrinfo"
+                got[impl] = {"ops_per_sec": (float(f["ops_per_sec"]), "op/s")}
+            if "zokio" not in got:
+                raise Failed("no zokio figure: " + out.strip()[-300:])
+            return got
+        return run
+
     def sync_file(self):
         fd = os.open(self.file, os.O_RDONLY)
         try:
@@ -557,6 +583,9 @@ class Suite:
         B.append(Bench("http_hello", "net", net, self.http_runner(),
                        [("req_per_sec", HIGHER), ("p50_latency", LOWER), ("p99_latency", LOWER),
                         ("cpu_per_op", LOWER)]))
+        B.append(Bench("http_lib_hello", "net", net, self.http_runner("http_lib_hello", "zk-http"),
+                       [("req_per_sec", HIGHER), ("p50_latency", LOWER), ("p99_latency", LOWER),
+                        ("cpu_per_op", LOWER)]))
         B.append(Bench("conn_capacity_10k", "net", net, self.capacity_runner(10000),
                        [("held", HIGHER), ("rss_per_conn", LOWER), ("accept_rate", HIGHER)]))
         # Static files, zk-serve vs nginx (benchmarks/http_static.py).
@@ -568,6 +597,11 @@ class Suite:
                                                     Unsupported),
                            [("req_per_sec", HIGHER), ("bandwidth", HIGHER),
                             ("p99_latency", LOWER)]))
+        # Cached DNS lookups; the peer is glibc's getaddrinfo (uncached,
+        # /etc/hosts every call): a reference for scale, not a like-for-like
+        # cache (Tokio has none of its own).
+        B.append(Bench("dns_cached", "dns", ["zokio", "getaddrinfo"], self.dns_runner(),
+                       [("ops_per_sec", HIGHER)], concurrent=True))
         B.append(Bench("idle", "idle", net, self.idle_runner([]),
                        [("wakeups_per_sec", LOWER)], concurrent=True))
         B.append(Bench("idle_timer", "idle", net, self.idle_runner(["--sleeper"]),
@@ -734,7 +768,7 @@ def fmt_ratio(r):
 
 PEER_NAMES = {"tokio": "Tokio", "go": "Go", "fio-io_uring": "fio io_uring",
               "fio-psync": "fio psync", "pread": "plain pread",
-              "sqlite-unix": "SQLite unix VFS"}
+              "sqlite-unix": "SQLite unix VFS", "getaddrinfo": "glibc getaddrinfo (uncached)"}
 METRIC_NAMES = {"ops_per_sec": "ops/s", "msgs_per_sec": "msgs/s", "p50_latency": "P50",
                 "p99_latency": "P99", "req_per_sec": "req/s", "held": "held",
                 "rss_per_conn": "RSS/conn", "accept_rate": "accept rate", "cpu_per_op": "server CPU/op",
@@ -842,6 +876,14 @@ them); fio psync runs Q threads for queue depth Q whatever W is.
   steadier than throughput on a shared machine.
 - http_hello: `wrk -c100 --latency` against a minimal keep-alive responder
   (Zokio, Tokio over TcpStream) and Go's net/http.
+- http_lib_hello: the same wrk run, Zokio's side on its HTTP library
+  (`zk-http-hello`: zk_http_server, full request parse, Date and Server
+  headers), against the same Tokio responder and Go net/http.
+- dns_cached: `zk-dns-bench`, lookups/s of "localhost" through zk_dns_lookup
+  (4 tasks per worker; every lookup after the first is a resolver-cache hit)
+  against glibc getaddrinfo() of the same name on W threads. getaddrinfo
+  has no cache (it reads /etc/hosts each call): a reference for scale, not
+  a like-for-like comparison.
 - conn_capacity_10k: 10 000 idle connections, each after one echoed byte;
   RSS/conn is the server's RSS growth divided by the connections held.
 - idle, idle_timer: context switches per second of all the server's threads,

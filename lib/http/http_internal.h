@@ -34,6 +34,7 @@ struct zk_http_server {
 	_Atomic unsigned refs;         /* owner + acceptor + each connection */
 	_Atomic bool stopping;         /* zk_http_server_stop() was called */
 	_Atomic bool ran;              /* zk_http_server_run() was entered */
+	_Atomic bool acc_started;      /* the acceptor task began to run */
 	_Atomic unsigned active;       /* connections open */
 	zk_sem_t slots;                /* max_connections permits */
 	zk_notify_t drained;           /* the last connection left while stopping */

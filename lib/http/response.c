@@ -35,15 +35,28 @@
 /* Sends iov[0..cnt) completely. */
 static int send_iov(zk_http_conn_t *c, struct iovec *iov, int cnt)
 {
+	bool tried = false;
 	while (cnt > 0) {
 		if (iov->iov_len == 0) {
 			iov++;
 			cnt--;
 			continue;
 		}
-		zk_timeout_next(c->srv->cfg.io_timeout_ns);
-		ssize_t n = cnt == 1 ? zk_send(c->fd, iov->iov_base, iov->iov_len, 0)
+		ssize_t n;
+		if (cnt == 1 && !tried) {
+			/* First try without waiting and without a timeout: a
+			 * response usually fits the socket buffer, and a send
+			 * that cannot wait needs no linked timeout (arming and
+			 * disarming one costs more than the send). */
+			tried = true;
+			n = zk_send(c->fd, iov->iov_base, iov->iov_len, MSG_DONTWAIT);
+			if (n == -EAGAIN || n == -EWOULDBLOCK)
+				continue;
+		} else {
+			zk_timeout_next(c->srv->cfg.io_timeout_ns);
+			n = cnt == 1 ? zk_send(c->fd, iov->iov_base, iov->iov_len, 0)
 				     : zk_writev(c->fd, iov, cnt, -1);
+		}
 		if (n <= 0) {
 			c->broken = true;
 			c->closing = true;
@@ -99,6 +112,29 @@ static int puts_(zk_http_conn_t *c, const char *s)
 	return put(c, s, strlen(s));
 }
 
+/* Appends s (without its NUL) at p; returns the end. */
+static char *cat(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+#define CAT(p, lit) cat((p), (lit), sizeof(lit) - 1)
+
+/* Appends v in decimal at p; returns the end. (snprintf costs more than
+ * the rest of a small response's head.) */
+static char *put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
 int zk_http_begin(zk_http_conn_t *c, int status)
 {
 	if (!c || c->status || status < 200 || status > 999)
@@ -111,15 +147,35 @@ int zk_http_begin(zk_http_conn_t *c, int status)
 	c->head_start = c->wlen;
 	c->status = status;
 	c->no_body = c->is_head || status == 204 || status == 304;
-	char line[64];
-	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, zk_http_reason(status));
-	put(c, line, (size_t)n);
-	char date[ZK__HTTP_DATE_LINE];
-	zk__http_date_line(date);
-	put(c, date, sizeof(date));
-	puts_(c, "Server: ");
-	puts_(c, c->srv->cfg.server_name);
-	return puts_(c, "\r\n");
+	/* Status line, Date, Server: formatted by hand into one put (a long
+	 * reason or server_name takes the snprintf path). */
+	const char *reason = zk_http_reason(status);
+	size_t rlen = strlen(reason), slen = strlen(c->srv->cfg.server_name);
+	/* status line <= 9 + 3 + 1 + 40 + 2 bytes; "Server: " + name + CRLF */
+	char line[64 + ZK__HTTP_DATE_LINE + 10 + 64];
+	if (rlen > 40 || slen > 64) {
+		/* Unusually long: the slow path. */
+		char sl[64];
+		int n = snprintf(sl, sizeof(sl), "HTTP/1.1 %d %s\r\n", status, reason);
+		put(c, sl, (size_t)n);
+		char date[ZK__HTTP_DATE_LINE];
+		zk__http_date_line(date);
+		put(c, date, sizeof(date));
+		puts_(c, "Server: ");
+		puts_(c, c->srv->cfg.server_name);
+		return puts_(c, "\r\n");
+	}
+	char *p = CAT(line, "HTTP/1.1 ");
+	p = put_u64(p, (uint64_t)status);
+	*p++ = ' ';
+	p = cat(p, reason, rlen);
+	p = CAT(p, "\r\n");
+	zk__http_date_line(p);
+	p += ZK__HTTP_DATE_LINE;
+	p = CAT(p, "Server: ");
+	p = cat(p, c->srv->cfg.server_name, slen);
+	p = CAT(p, "\r\n");
+	return put(c, line, (size_t)(p - line));
 }
 
 static bool reserved_name(const char *name)
@@ -165,25 +221,29 @@ static int end_head(zk_http_conn_t *c, int64_t len)
 			      (!c->body_chunked && c->body_left > DISCARD_MAX)))
 		c->closing = true;
 	char line[96];
-	int n = 0;
+	char *p = line;
 	if (len >= 0) {
 		/* 204 has no length; a 304's would have to be the 200's
 		 * (RFC 9110 8.6), which the caller did not give: none. */
-		if (c->status != 204 && c->status != 304)
-			n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)len);
+		if (c->status != 204 && c->status != 304) {
+			p = CAT(p, "Content-Length: ");
+			p = put_u64(p, (uint64_t)len);
+			p = CAT(p, "\r\n");
+		}
 	} else if (c->minor >= 1) {
-		n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
+		p = CAT(p, "Transfer-Encoding: chunked\r\n");
 		c->chunked_out = true;
 	} else {
 		c->closing = true; /* HTTP/1.0: the body ends with the connection */
 	}
 	if (c->closing)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "Connection: close\r\n\r\n");
+		p = CAT(p, "Connection: close\r\n\r\n");
 	else if (c->minor == 0)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "Connection: keep-alive\r\n\r\n");
+		p = CAT(p, "Connection: keep-alive\r\n\r\n");
 	else
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
-	int r = put(c, line, (size_t)n);
+		p = CAT(p, "\r\n");
+	size_t n = (size_t)(p - line);
+	int r = put(c, line, n);
 	if (r < 0) {
 		/* No room for the framing: the head is unusable. */
 		c->wlen = c->head_start;

@@ -121,6 +121,7 @@ static void *accept_main(void *arg)
 {
 	zk_http_server_t *srv = arg;
 	intptr_t err = 0;
+	atomic_store(&srv->acc_started, true);
 	while (!atomic_load(&srv->stopping)) {
 		int r = zk_sem_acquire(&srv->slots, 1);
 		if (r < 0)
@@ -140,6 +141,9 @@ static void *accept_main(void *arg)
 			err = fd;
 			break;
 		}
+		/* Responses leave whole, one send per burst: Nagle would only
+		 * hold back the tail of a large one (ignored on non-TCP). */
+		(void)zk_tcp_nodelay(fd, true);
 		zk_http_conn_t *c = calloc(1, sizeof(*c));
 		if (c) {
 			c->srv = srv;
@@ -214,6 +218,12 @@ int zk_http_server_run(zk_http_server_t *srv)
 	 * acceptor is cancelled too and ends on its own): tell every
 	 * connection. */
 	zk_http_server_stop(srv);
+	if (!atomic_load(&srv->acc_started))
+		zk__http_server_unref(srv); /* its reference, which it never dropped */
+	/* The acceptor we cancelled because a stop came first: a normal stop.
+	 * -ECANCELED is for a caller that was itself cancelled. */
+	if (jr == -ECANCELED && !zk_cancelled())
+		jr = 0;
 	if (jr < 0)
 		return jr;
 	if (srv->own_lfd) {
