@@ -250,6 +250,12 @@ struct zk__backend_vtable {
 
 extern const struct zk__backend_vtable zk__backend_io_uring;
 
+/* Runs op as one plain blocking syscall on the calling thread, retrying
+ * EINTR (except CLOSE), and returns its result or -errno (-EINVAL for an
+ * opcode it does not run: the socket ops). For threads that may block: the
+ * blocking pool and foreign threads without a ring (backends/op_syscall.c). */
+int32_t zk__op_syscall(const struct zk__op *op);
+
 /* The epoll backend (backends/epoll/): completions emulated on readiness,
  * regular-file I/O, fsync and openat on a blocking thread pool. Same
  * results as io_uring, except:

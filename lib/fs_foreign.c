@@ -32,9 +32,10 @@
  * figures exercise), nor once the thread registered buffers or files
  * (their point is the ring).
  *
- * Fallback: plain syscalls (zk__fs_syscall) when io_uring cannot be set up
- * (old kernel, seccomp), when ZK_BACKEND=epoll is in the environment (so the
- * epoll test run covers this path), or when the thread asked for it with
+ * Fallback: plain syscalls (zk__op_syscall, backends/op_syscall.c) when
+ * io_uring cannot be set up (old kernel, seccomp), when ZK_BACKEND=epoll is
+ * in the environment (so the epoll test run covers this path), or when the
+ * thread asked for it with
  * zk_fs_thread_mode(ZK_FS_SYSCALL). -EINTR is retried and -EAGAIN (a
  * non-blocking fd) waits for readiness, on both paths. */
 #include <errno.h>
@@ -199,77 +200,6 @@ void zk_fs_thread_release(void)
 	ft.registered = false;
 }
 
-static ssize_t neg(ssize_t r)
-{
-	return r < 0 ? -errno : r;
-}
-
-int32_t zk__fs_syscall(struct zk__op *op)
-{
-	ssize_t r;
-	switch (op->opcode) {
-	case ZK__OP_NOP:
-		return 0;
-	case ZK__OP_READ:
-		r = op->off == -1 ? read(op->fd, op->buf, op->len)
-				  : pread(op->fd, op->buf, op->len, (off_t)op->off);
-		break;
-	case ZK__OP_WRITE:
-		r = op->off == -1 ? write(op->fd, op->cbuf, op->len)
-				  : pwrite(op->fd, op->cbuf, op->len, (off_t)op->off);
-		break;
-	case ZK__OP_READV:
-		r = op->off == -1 ? readv(op->fd, op->iov, (int)op->len)
-				  : preadv(op->fd, op->iov, (int)op->len, (off_t)op->off);
-		break;
-	case ZK__OP_WRITEV:
-		r = op->off == -1 ? writev(op->fd, op->iov, (int)op->len)
-				  : pwritev(op->fd, op->iov, (int)op->len, (off_t)op->off);
-		break;
-	case ZK__OP_FSYNC:
-		r = (op->flags & ZK__FSYNC_DATASYNC) ? fdatasync(op->fd) : fsync(op->fd);
-		break;
-	case ZK__OP_OPENAT:
-		r = openat(op->fd, op->path, (int)op->flags, op->mode);
-		break;
-	case ZK__OP_CLOSE:
-		r = close(op->fd);
-		break;
-	case ZK__OP_POLL: {
-		struct pollfd p = {.fd = op->fd, .events = (short)op->flags};
-		r = poll(&p, 1, -1);
-		if (r > 0)
-			r = p.revents;
-		break;
-	}
-	case ZK__OP_STATX:
-		r = statx(op->fd, op->path, (int)op->flags, op->len, op->buf2);
-		break;
-	case ZK__OP_FALLOCATE:
-		r = fallocate(op->fd, (int)op->flags, (off_t)op->off, (off_t)op->len64);
-		break;
-	case ZK__OP_FTRUNCATE:
-		r = ftruncate(op->fd, (off_t)op->len64);
-		break;
-	case ZK__OP_SYNC_FILE_RANGE:
-		r = sync_file_range(op->fd, (off_t)op->off, (off_t)op->len, op->flags);
-		break;
-	case ZK__OP_RENAMEAT:
-		r = renameat2(op->fd, op->path, (int)op->off, op->path2, op->flags);
-		break;
-	case ZK__OP_UNLINKAT:
-		r = unlinkat(op->fd, op->path, (int)op->flags);
-		break;
-	case ZK__OP_MKDIRAT:
-		r = mkdirat(op->fd, op->path, op->mode);
-		break;
-	default:
-		return -EINVAL;
-	}
-	r = neg(r);
-	return (int32_t)r;
-}
-
 static void foreign_complete(struct zk__op *op)
 {
 	*(bool *)op->ctx = true;
@@ -295,7 +225,7 @@ static void wait_ready(struct zk__backend *b, const struct zk__op *op, unsigned 
 	if (b)
 		ring_once(b, &p);
 	else
-		zk__fs_syscall(&p);
+		zk__op_syscall(&p);
 }
 
 /* A read at an offset whose pages are all in the page cache, served by
@@ -366,9 +296,9 @@ int zk__fs_foreign_run(struct zk__op *op)
 		/* (Not with registrations: their point is the ring's path.) */
 		if (b && ft.mode == ZK_FS_AUTO && !ft.registered && try_cached_read(op, &r))
 			return r;
-		r = b ? ring_once(b, op) : zk__fs_syscall(op);
+		r = b ? ring_once(b, op) : zk__op_syscall(op);
 		if (r == -EOPNOTSUPP && op->opcode == ZK__OP_FTRUNCATE && b)
-			r = zk__fs_syscall(op); /* kernel before 6.9: no ring op */
+			r = zk__op_syscall(op); /* kernel before 6.9: no ring op */
 		if (r == -EINTR && op->opcode != ZK__OP_CLOSE)
 			continue; /* (a close is never retried: the fd is gone) */
 		if (r == -EAGAIN) {

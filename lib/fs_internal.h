@@ -34,9 +34,6 @@ int zk__fs_run(struct zk__op *op);
  * syscall), retrying -EINTR and waiting out -EAGAIN. */
 int zk__fs_foreign_run(struct zk__op *op);
 
-/* fs_foreign.c: op as the plain syscall, once (no retry). */
-int32_t zk__fs_syscall(struct zk__op *op);
-
 /* fs_foreign.c: the calling foreign thread's backend instance (its ring),
  * created on first use; NULL when the thread runs plain syscalls. */
 struct zk__backend *zk__fs_thread_ring(void);

@@ -99,72 +99,6 @@ static void unlink_job(struct zk__op *op)
 	pool.queued--;
 }
 
-static int32_t neg_errno(ssize_t r)
-{
-	return r < 0 ? -errno : (int32_t)r;
-}
-
-/* Runs one job. Retries EINTR: pool threads block signals, but a stopped
- * and continued process can still interrupt a syscall. */
-static int32_t run_job(const struct zk__op *op)
-{
-	ssize_t r;
-	for (;;) {
-		switch (op->opcode) {
-		case ZK__OP_READ:
-			r = op->off == -1 ? read(op->fd, op->buf, op->len)
-					  : pread(op->fd, op->buf, op->len, (off_t)op->off);
-			break;
-		case ZK__OP_WRITE:
-			r = op->off == -1 ? write(op->fd, op->cbuf, op->len)
-					  : pwrite(op->fd, op->cbuf, op->len, (off_t)op->off);
-			break;
-		case ZK__OP_READV:
-			r = op->off == -1 ? readv(op->fd, op->iov, (int)op->len)
-					  : preadv(op->fd, op->iov, (int)op->len, (off_t)op->off);
-			break;
-		case ZK__OP_WRITEV:
-			r = op->off == -1 ? writev(op->fd, op->iov, (int)op->len)
-					  : pwritev(op->fd, op->iov, (int)op->len, (off_t)op->off);
-			break;
-		case ZK__OP_FSYNC:
-			r = (op->flags & ZK__FSYNC_DATASYNC) ? fdatasync(op->fd) : fsync(op->fd);
-			break;
-		case ZK__OP_OPENAT:
-			r = openat(op->fd, op->path, (int)op->flags, op->mode);
-			break;
-		case ZK__OP_STATX:
-			r = statx(op->fd, op->path, (int)op->flags, op->len, op->buf2);
-			break;
-		case ZK__OP_FALLOCATE:
-			r = fallocate(op->fd, (int)op->flags, (off_t)op->off, (off_t)op->len64);
-			break;
-		case ZK__OP_FTRUNCATE:
-			r = ftruncate(op->fd, (off_t)op->len64);
-			break;
-		case ZK__OP_SYNC_FILE_RANGE:
-			r = sync_file_range(op->fd, (off_t)op->off, (off_t)op->len, op->flags);
-			break;
-		case ZK__OP_RENAMEAT:
-			r = renameat2(op->fd, op->path, (int)op->off, op->path2, op->flags);
-			break;
-		case ZK__OP_UNLINKAT:
-			r = unlinkat(op->fd, op->path, (int)op->flags);
-			break;
-		case ZK__OP_MKDIRAT:
-			r = mkdirat(op->fd, op->path, op->mode);
-			break;
-		case ZK__OP_CLOSE:
-			/* Never retried: on Linux the fd is gone even on EINTR. */
-			return close(op->fd) == 0 ? 0 : -errno;
-		default:
-			return -EINVAL;
-		}
-		if (r >= 0 || errno != EINTR)
-			return neg_errno(r);
-	}
-}
-
 static void abs_deadline(struct timespec *ts, uint64_t ns)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -204,7 +138,7 @@ static void *pool_main(void *arg)
 		unlink_job(op);
 		pthread_mutex_unlock(&pool.lock);
 		struct zk__pool_sink *sink = (struct zk__pool_sink *)(uintptr_t)op->b_scratch[0];
-		op->res = run_job(op);
+		op->res = zk__op_syscall(op);
 		/* After deliver() the op belongs to its owner again. */
 		sink->deliver(sink, op);
 		pthread_mutex_lock(&pool.lock);
