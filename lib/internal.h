@@ -278,6 +278,11 @@ void zk__task_cancel_inbox(struct zk__worker *w);
  * t's published wait->cancel on its own thread. Call with t->wait_lock held
  * and the wait published. */
 void zk__task_inbox_push(struct zk_task *t, struct zk__worker *owner);
+/* Parks t on wt and runs wt->cancel at once, on wt->owner's thread: here if
+ * this is the owner, else through the owner's cancel inbox. For a task that
+ * must stop an op another worker owns (a multishot op) and wait for its
+ * final completion. Returns as zk__task_park. */
+int zk__task_park_cancelling(struct zk_task *t, struct zk__wait *wt);
 void zk__task_free_cache(struct zk__worker *w);
 void zk__task_cancel_all(zk_runtime_t *rt);
 void zk__task_destroy_lists(zk_runtime_t *rt);

@@ -230,17 +230,7 @@ int zk_acceptor_close(zk_acceptor_t *a)
 		a->want_final = true;
 		struct zk__wait wt = {.cancel = acc_cancel, .owner = owner, .obj = a};
 		pthread_mutex_unlock(&a->lock);
-		if (owner == zk__worker_here()) {
-			owner->rt->backend->cancel(owner->backend, &a->op);
-		} else {
-			/* Publish the wait, then have the owner run acc_cancel
-			 * on its own thread (see the top of the file). */
-			atomic_store_explicit(&t->wait, &wt, memory_order_seq_cst);
-			pthread_mutex_lock(&t->wait_lock);
-			zk__task_inbox_push(t, owner);
-			pthread_mutex_unlock(&t->wait_lock);
-		}
-		zk__task_park(t, &wt);
+		zk__task_park_cancelling(t, &wt);
 		pthread_mutex_lock(&a->lock);
 		a->waiter = NULL;
 	}

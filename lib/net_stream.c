@@ -389,15 +389,7 @@ int zk_stream_close(zk_stream_t *s)
 		s->want_final = true;
 		struct zk__wait wt = {.cancel = st_cancel, .owner = owner, .obj = s};
 		pthread_mutex_unlock(&s->lock);
-		if (owner == zk__worker_here()) {
-			owner->rt->backend->cancel(owner->backend, &s->op);
-		} else {
-			atomic_store_explicit(&t->wait, &wt, memory_order_seq_cst);
-			pthread_mutex_lock(&t->wait_lock);
-			zk__task_inbox_push(t, owner);
-			pthread_mutex_unlock(&t->wait_lock);
-		}
-		zk__task_park(t, &wt);
+		zk__task_park_cancelling(t, &wt);
 		pthread_mutex_lock(&s->lock);
 		s->waiter = NULL;
 	}

@@ -531,6 +531,21 @@ void zk__task_cancel_inbox(struct zk__worker *w)
 	}
 }
 
+int zk__task_park_cancelling(struct zk_task *t, struct zk__wait *wt)
+{
+	struct zk__worker *owner = wt->owner;
+	if (owner == zk__worker_here()) {
+		wt->cancel(t, wt);
+	} else {
+		/* Published first, so that the owner finds it. */
+		atomic_store_explicit(&t->wait, wt, memory_order_seq_cst);
+		pthread_mutex_lock(&t->wait_lock);
+		zk__task_inbox_push(t, owner);
+		pthread_mutex_unlock(&t->wait_lock);
+	}
+	return zk__task_park(t, wt);
+}
+
 int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 {
 	live_link_once(t, true);
