@@ -14,9 +14,13 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#ifdef _WIN32
+#include "iocp/win_compat.h" /* sockaddr, socklen_t, iovec, msghdr */
+#else
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#endif
 
 enum zk__opcode {
 	ZK__OP_NOP = 0,
@@ -109,6 +113,13 @@ struct zk__op {
 	                            * run more than once; see `more` */
 	bool more;                 /* set by the backend before complete(): more
 	                            * completions of this op follow */
+	bool fixed;                /* fd is a slot of the instance's direct
+	                            * descriptor table (direct_files), not an
+	                            * fd; ACCEPT: the connection goes into a free
+	                            * slot of that table and res is the slot;
+	                            * CLOSE: empties the slot. Only for ops
+	                            * submitted to a backend whose direct_files
+	                            * succeeded */
 	uint32_t cflags;           /* set by the backend before complete(): the
 	                            * completion's flags (e.g. the provided-buffer
 	                            * id of a buffer-select recv) */
@@ -246,6 +257,20 @@ struct zk__backend_vtable {
 	 * one the backend would finish itself); the caller then submits the ops
 	 * one by one. Owning thread only. */
 	bool (*submit_chain)(struct zk__backend *b, struct zk__op *const *ops, unsigned n);
+	/* Direct descriptors (optional: NULL when the backend has none, e.g.
+	 * epoll, or a wrapper that does not forward them; io_uring 5.19+). A
+	 * sparse table of files held by the instance (the kernel's ring), not
+	 * by the process's fd table, so a process can keep more sockets than
+	 * RLIMIT_NOFILE allows fds: each instance's table has RLIMIT_NOFILE
+	 * (soft, at the first call) slots. direct_files sets the table up on
+	 * the first call and returns its size, or -errno (-EBUSY: the instance
+	 * has registered files (register_files); -EMFILE, -ENOMEM, -EINVAL).
+	 * Ops then use slots with `fixed`. direct_release empties one slot at
+	 * once, closing the file unless an op in flight still holds it (then
+	 * at that op's end); 0 or -errno (-EBADF: no such slot). Owning thread
+	 * only. */
+	int (*direct_files)(struct zk__backend *b);
+	int (*direct_release)(struct zk__backend *b, unsigned slot);
 };
 
 extern const struct zk__backend_vtable zk__backend_io_uring;
@@ -291,5 +316,11 @@ extern const struct zk__backend_vtable zk__backend_epoll;
  * and injects the faults cfg->fault->kinds names (see faulty.c). Testing
  * only; selected with ZK_BACKEND=faulty. */
 extern const struct zk__backend_vtable zk__backend_faulty;
+
+#ifdef _WIN32
+/* The IOCP backend (backends/iocp/iocp.c): one I/O completion port per
+ * worker; the differences from io_uring are listed at the top of iocp.c. */
+extern const struct zk__backend_vtable zk__backend_iocp;
+#endif
 
 #endif

@@ -47,6 +47,28 @@ void zk__fiber_boot(void);
 /* Prepares a stack whose highest usable address is top so that the first
  * switch to the returned stack pointer calls entry(arg) on it. entry must
  * never return (it switches away for the last time instead). */
+#ifdef _WIN32
+/* Windows x64 (fiber_win64.S): as zk__fiber_init, but the stack's lowest
+ * usable address lo is needed too, because the switch loads the TEB's
+ * StackBase/StackLimit/DeallocationStack from the frame. */
+static inline void *zk__fiber_init_win(void *lo, void *top, void (*entry)(void *), void *arg)
+{
+	uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
+	/* Frame popped by zk__fiber_switch (layout in fiber_win64.S): 256
+	 * bytes, then two zero words that end stack walks. After the ret,
+	 * rsp = sp + 256 = t - 16 is 16-byte aligned, as zk__fiber_boot needs. */
+	uintptr_t *sp = (uintptr_t *)(t - 272);
+	for (int i = 0; i < 34; i++)
+		sp[i] = 0;
+	sp[20] = (uintptr_t)lo;      /* DeallocationStack */
+	sp[21] = (uintptr_t)lo;      /* StackLimit */
+	sp[22] = t;                  /* StackBase */
+	sp[25] = (uintptr_t)entry;   /* r13 */
+	sp[26] = (uintptr_t)arg;     /* r12 */
+	sp[31] = (uintptr_t)zk__fiber_boot;
+	return sp;
+}
+#else
 static inline void *zk__fiber_init(void *top, void (*entry)(void *), void *arg)
 {
 	uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
@@ -77,5 +99,6 @@ static inline void *zk__fiber_init(void *top, void (*entry)(void *), void *arg)
 #error "Zokio fibers support x86_64 and aarch64"
 #endif
 }
+#endif /* _WIN32 */
 
 #endif

@@ -67,6 +67,8 @@ struct zk_task {
 	uint8_t switch_reason;       /* ZK__SW_*, set before switching out */
 	bool obs_stamped;            /* metrics: obs.woken_ns holds a sampled wake */
 	bool live_linked;            /* in its shard's live list (see live_link_once) */
+	uint16_t pin;                /* 0, or 1 + the only worker that runs it
+	                              * (zk_spawn_pinned, zk_task_pin) */
 	void *sp;                    /* saved stack pointer while switched out */
 	struct zk__stack *stack;     /* NULL until first run */
 	zk_task_fn fn;
@@ -165,6 +167,10 @@ struct zk__worker {
 	pthread_mutex_t inbox_lock;
 	struct zk_task *inbox;
 	_Atomic bool inbox_nonempty;
+	/* Pinned tasks that reached another worker (a wake there, a steal),
+	 * sent home: FIFO under inbox_lock, linked by next. */
+	struct zk_task *home_head, *home_tail;
+	_Atomic bool home_nonempty;
 
 	/* Owned by the worker thread. */
 	unsigned index;
@@ -184,6 +190,11 @@ struct zk__worker {
 	struct zk__stack_pool stacks;
 	unsigned arena;               /* jemalloc arena index */
 	int arena_ok;
+	struct zk_task *home_local;   /* pinned tasks taken from home_head, to
+	                              * run (owner only, linked by next) */
+	int direct;                   /* the ring's direct descriptor table:
+	                               * 0 not set up yet, > 0 its slots,
+	                               * < 0 why there is none (-errno) */
 	struct zk_task *task_cache;   /* freed task records for reuse */
 	unsigned task_cache_n;
 
@@ -287,6 +298,12 @@ void zk__task_free_cache(struct zk__worker *w);
 void zk__task_cancel_all(zk_runtime_t *rt);
 void zk__task_destroy_lists(zk_runtime_t *rt);
 void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo);
+/* Queues the pinned task t (SCHEDULED) on its home worker's list and wakes
+ * the home if it is parked. Any thread of the runtime. */
+void zk__task_send_home(struct zk_task *t);
+/* Moves the running task t to worker `worker` (< nworkers) and returns
+ * there; t's pin is unchanged afterwards. Not cancellable. */
+void zk__task_move(struct zk_task *t, unsigned worker);
 /* Brackets a call from outside the runtime's workers that touches its
  * queues and workers: shutdown waits until none is in progress. */
 void zk__foreign_enter(zk_runtime_t *rt);
@@ -344,10 +361,52 @@ void zk__free_sized(void *p, size_t size);
 /* io.c: submit an op for the calling task and suspend until it completes. */
 int zk__op_run(struct zk__op *op);
 
+/* Direct descriptors (net.h, ZK_FD_DIRECT): the fd a task sees is
+ * ZK_FD_DIRECT | worker << 20 | slot, the slot in that worker's ring. */
+#define ZK__DIRECT_WORKER_SHIFT 20
+#define ZK__DIRECT_SLOT_MASK ((1u << ZK__DIRECT_WORKER_SHIFT) - 1)
+#define ZK__FD_DIRECT 0x40000000 /* = ZK_FD_DIRECT (checked in io.c) */
+static inline int zk__direct_fd(unsigned worker, unsigned slot)
+{
+	return (int)((unsigned)ZK__FD_DIRECT | (worker << ZK__DIRECT_WORKER_SHIFT) | slot);
+}
+/* The worker's direct table: sets it up on first use (owner thread). Its
+ * size, or -errno (-EOPNOTSUPP: the backend has none). */
+int zk__direct_table(struct zk__worker *w);
+/* If op->fd is a direct descriptor: makes op name its slot in w's ring
+ * (op->fixed). 0, or -EXDEV (it belongs to another worker's ring; only a
+ * task pinned to that worker may use it), -EBADF (not a descriptor of any
+ * ring). Ordinary fds pass unchanged. */
+int zk__op_direct_slow(struct zk__worker *w, struct zk__op *op);
+static inline int zk__op_direct(struct zk__worker *w, struct zk__op *op)
+{
+	return op->fd >= ZK__FD_DIRECT && !op->fixed ? zk__op_direct_slow(w, op) : 0;
+}
+/* For a task about to submit an op on fd: if fd is a direct descriptor of
+ * another worker's ring, moves the task there (zk__task_move). Returns the
+ * worker running the task afterwards, or NULL for a direct fd naming no
+ * worker of the runtime (-EBADF). */
+struct zk__worker *zk__direct_go(struct zk_task *t, int fd);
+
 /* signal.c */
 void zk__signal_worker_start(struct zk__worker *w);
 int zk__signal_rt_init(zk_runtime_t *rt);
 void zk__signal_rt_free(zk_runtime_t *rt);
+
+#ifdef _WIN32
+/* Windows ports of the few POSIX calls the core makes (backends/iocp/
+ * win_port.c): sysconf, CPU pinning, posix_memalign. */
+#include <errno.h>
+#include <malloc.h>
+long zk__win_ncpus(void);
+size_t zk__win_page_size(void);
+void zk__win_pin_thread(unsigned cpu);
+#define posix_memalign(pp, align, size) \
+	((*(pp) = _aligned_malloc((size), (align))) != NULL ? 0 : ENOMEM)
+#define zk__aligned_free _aligned_free
+#else
+#define zk__aligned_free free /* for blocks from posix_memalign */
+#endif
 
 /* metrics: the park note, inline (needs the types above). */
 #include "obs_park.h"

@@ -18,6 +18,66 @@
 #include "zokio/net.h"
 #include "zokio/time.h"
 
+_Static_assert(ZK__FD_DIRECT == ZK_FD_DIRECT, "direct descriptor encoding");
+
+int zk__direct_table(struct zk__worker *w)
+{
+	if (w->direct == 0) {
+		const struct zk__backend_vtable *vt = w->rt->backend;
+		w->direct = vt->direct_files ? vt->direct_files(w->backend) : -EOPNOTSUPP;
+		if (w->direct == 0)
+			w->direct = -EMFILE;
+	}
+	return w->direct;
+}
+
+static inline unsigned direct_owner(int fd)
+{
+	return ((unsigned)fd & ~(unsigned)ZK__FD_DIRECT) >> ZK__DIRECT_WORKER_SHIFT;
+}
+
+struct zk__worker *zk__direct_go(struct zk_task *t, int fd)
+{
+	struct zk__worker *w = zk__worker_here();
+	if (fd < ZK__FD_DIRECT)
+		return w;
+	unsigned owner = direct_owner(fd);
+	if (owner >= w->rt->nworkers)
+		return NULL;
+	if (owner != w->index) {
+		/* The file lives in that worker's ring only: go there. A task
+		 * pinned to it (zk_spawn_pinned with zk_fd_worker) never has
+		 * to. */
+		zk__task_move(t, owner);
+		w = zk__worker_here();
+	}
+	return w;
+}
+
+int zk__op_direct_slow(struct zk__worker *w, struct zk__op *op)
+{
+	unsigned v = (unsigned)op->fd & ~(unsigned)ZK__FD_DIRECT;
+	unsigned owner = v >> ZK__DIRECT_WORKER_SHIFT;
+	unsigned slot = v & ZK__DIRECT_SLOT_MASK;
+	if (owner != w->index)
+		return owner < w->rt->nworkers ? -EXDEV : -EBADF;
+	if (w->direct <= 0 || slot >= (unsigned)w->direct)
+		return -EBADF;
+	op->fd = (int32_t)slot;
+	op->fixed = true;
+	return 0;
+}
+
+int zk_fd_worker(int fd)
+{
+	if (fd < 0)
+		return -EBADF;
+	if (fd < ZK__FD_DIRECT)
+		return -ENOENT;
+	unsigned owner = direct_owner(fd);
+	return owner < ZK__MAX_WORKERS ? (int)owner : -EBADF;
+}
+
 static void op_complete(struct zk__op *op)
 {
 	zk__task_wake(op->ctx);
@@ -34,6 +94,12 @@ static int op_submit_and_park(struct zk_task *t, struct zk__op *op, bool cancell
 			      uint64_t timeout_ns)
 {
 	struct zk__worker *w = zk__worker_here();
+	if (op->fd >= ZK__FD_DIRECT && !op->fixed) {
+		w = zk__direct_go(t, op->fd);
+		int dr = w ? zk__op_direct(w, op) : -EBADF;
+		if (dr < 0)
+			return dr;
+	}
 	op->complete = op_complete;
 	op->ctx = t;
 	op->timeout_ns = timeout_ns;
@@ -87,7 +153,12 @@ int zk__op_run(struct zk__op *op)
 	t->next_timeout_ns = 0;
 	uint64_t deadline = timeout ? zk_now_ns() + timeout : 0;
 	unsigned blind = 0;
+	/* A direct descriptor is resolved to its ring's slot at each submit:
+	 * the task may run on another worker by the retry. */
+	const int fd = op->fd;
 	for (;;) {
+		op->fd = fd;
+		op->fixed = false;
 		if (atomic_load_explicit(&t->cancel, memory_order_acquire))
 			return -ECANCELED;
 		if (deadline) {
@@ -112,7 +183,7 @@ int zk__op_run(struct zk__op *op)
 				return r;
 			continue;
 		}
-		struct zk__op p = {.opcode = ZK__OP_POLL, .fd = op->fd, .flags = mask};
+		struct zk__op p = {.opcode = ZK__OP_POLL, .fd = fd, .flags = mask};
 		if (deadline) {
 			uint64_t now = zk_now_ns();
 			if (now >= deadline)

@@ -19,7 +19,13 @@
  * close from another worker publishes a wait whose owner is that worker
  * and queues the task on its cancel inbox (the path zk_cancel takes), so
  * the owner runs acc_cancel(); the task then waits for the final
- * completion, after which the kernel holds no reference to the acceptor. */
+ * completion, after which the kernel holds no reference to the acceptor.
+ *
+ * Direct descriptors (ZK_ACCEPT_DIRECT): the accept is armed to put each
+ * connection into a free slot of the arming worker's direct table instead
+ * of the process's fd table, and the acceptor hands out the slot encoded
+ * with that worker's index (zk__direct_fd). Where the worker has no table
+ * (epoll, old kernel, registered files) the arm is a plain one. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -42,6 +48,7 @@ struct zk_acceptor {
 	struct zk__worker *owner;  /* whose ring holds op, while armed */
 	bool armed;
 	bool multishot;            /* op was armed as multishot */
+	bool direct;               /* ZK_ACCEPT_DIRECT was asked for */
 	bool closing;              /* zk_acceptor_close started */
 	bool busy;                 /* a task is inside next() or close() */
 	int err;                   /* the final completion's error, unreported */
@@ -91,8 +98,12 @@ static void acc_complete(struct zk__op *op)
 			atomic_store_explicit(&ms_accept, MS_YES, memory_order_relaxed);
 		/* A connection nobody will take (closing), or no memory to
 		 * queue it: refuse it rather than leak it. */
-		if (a->closing || !q_push(a, res)) {
-			close(res);
+		int fd = op->fixed ? zk__direct_fd(a->owner->index, (unsigned)res) : res;
+		if (a->closing || !q_push(a, fd)) {
+			if (op->fixed)
+				a->owner->rt->backend->direct_release(a->owner->backend, (unsigned)res);
+			else
+				close(res);
 			if (!a->closing)
 				a->err = -ENOMEM;
 		}
@@ -135,6 +146,7 @@ static void arm(struct zk_acceptor *a, struct zk__worker *w)
 	a->op.multishot = a->multishot;
 	a->op.complete = acc_complete;
 	a->op.ctx = a;
+	a->op.fixed = a->direct && zk__direct_table(w) > 0;
 	a->armed = true;
 	a->owner = w;
 	w->rt->backend->submit(w->backend, &a->op);
@@ -142,15 +154,21 @@ static void arm(struct zk_acceptor *a, struct zk__worker *w)
 
 int zk_acceptor_open(zk_acceptor_t **out, int lfd)
 {
+	return zk_acceptor_open_flags(out, lfd, 0);
+}
+
+int zk_acceptor_open_flags(zk_acceptor_t **out, int lfd, unsigned flags)
+{
 	if (!zk__task_here())
 		return -EPERM;
-	if (!out || lfd < 0)
+	if (!out || lfd < 0 || (flags & ~ZK_ACCEPT_DIRECT))
 		return -EINVAL;
 	struct zk_acceptor *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	pthread_mutex_init(&a->lock, NULL);
 	a->lfd = lfd;
+	a->direct = flags & ZK_ACCEPT_DIRECT;
 	*out = a;
 	return 0;
 }

@@ -195,17 +195,22 @@ static void st_cancel(struct zk_task *t, struct zk__wait *wt)
 		wt->owner->rt->backend->cancel(wt->owner->backend, &s->op);
 }
 
-static void arm(struct zk_stream *s, struct zk__worker *w)
+/* Arms the recv on w, which (direct descriptor) owns s->fd. 0 or -EBADF. */
+static int arm(struct zk_stream *s, struct zk__worker *w)
 {
 	memset(&s->op, 0, sizeof(s->op));
 	s->op.opcode = ZK__OP_RECV_PBUF;
 	s->op.fd = s->fd;
+	int r = zk__op_direct(w, &s->op);
+	if (r < 0)
+		return r;
 	s->op.multishot = atomic_load_explicit(&ms_recv, memory_order_relaxed) != CAP_NO;
 	s->op.complete = st_complete;
 	s->op.ctx = s;
 	s->armed = true;
 	s->owner = w;
 	w->rt->backend->submit(w->backend, &s->op);
+	return 0;
 }
 
 /* The copy path: wait for readability, then receive into a heap buffer. */
@@ -331,8 +336,23 @@ ssize_t zk_stream_recv(zk_stream_t *s, zk_rbuf_t *rb)
 				s->eof = true;
 			break;
 		}
-		if (!s->armed)
-			arm(s, w);
+		if (!s->armed && s->fd >= ZK__FD_DIRECT) {
+			/* The recv must go to the ring holding the file. */
+			pthread_mutex_unlock(&s->lock);
+			w = zk__direct_go(t, s->fd);
+			pthread_mutex_lock(&s->lock);
+			if (!w) {
+				r = -EBADF;
+				break;
+			}
+		}
+		if (!s->armed) {
+			int ar = arm(s, w);
+			if (ar < 0) {
+				r = ar;
+				break;
+			}
+		}
 		s->waiter = t;
 		s->want_final = false;
 		struct zk__wait wt = {.cancel = st_cancel, .owner = s->owner, .obj = s};

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
 #include <unistd.h>
+#endif
 
 #include "internal.h"
 
@@ -23,6 +25,9 @@
 static long read_max_map_count(void)
 {
 	long v = 65530;
+#ifdef _WIN32
+	return v; /* no such limit to respect; keeps the Linux default budget */
+#endif
 	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
 	if (f) {
 		if (fscanf(f, "%ld", &v) != 1)
@@ -109,6 +114,18 @@ static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable 
 {
 	zk_backend_kind_t kind = cfg ? cfg->backend : ZK_BACKEND_DEFAULT;
 	bool chosen = kind != ZK_BACKEND_DEFAULT;
+#ifdef _WIN32
+	/* Windows has one backend: IOCP (ZK_BACKEND unset or "iocp"). */
+	(void)fault;
+	(void)parse_fault_env; /* the faulty backend is Linux only */
+	const char *wenv = getenv("ZK_BACKEND");
+	if (!chosen && wenv && *wenv && strcmp(wenv, "iocp") != 0)
+		return -EINVAL;
+	if (chosen && kind != ZK_BACKEND_IOCP)
+		return -EINVAL;
+	*out = &zk__backend_iocp;
+	return 0;
+#else
 	if (!chosen) {
 		const char *env = getenv("ZK_BACKEND");
 		kind = ZK_BACKEND_IO_URING;
@@ -162,6 +179,7 @@ static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable 
 		}
 	}
 	return 0;
+#endif
 }
 
 static void stop_workers(zk_runtime_t *rt, unsigned started)
@@ -183,12 +201,12 @@ static void rt_destroy(zk_runtime_t *rt)
 		zk__task_destroy_lists(rt);
 		for (unsigned i = 0; i < rt->nshards; i++)
 			pthread_mutex_destroy(&rt->shards[i].lock);
-		free(rt->shards);
+		zk__aligned_free(rt->shards);
 	}
 	if (rt->workers) {
 		for (unsigned i = 0; i < rt->nworkers; i++)
 			pthread_mutex_destroy(&rt->workers[i].inbox_lock);
-		free(rt->workers);
+		zk__aligned_free(rt->workers);
 	}
 	zk__stack_free_all(rt);
 	zk__idle_destroy(&rt->idle);
@@ -224,10 +242,18 @@ int zk_runtime_create(zk_runtime_t **out, const zk_config_t *cfg)
 	if (r < 0)
 		return r;
 	if (!c.workers) {
+#ifdef _WIN32
+		long n = zk__win_ncpus();
+#else
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
 		c.workers = n > 0 ? (unsigned)(n > ZK__MAX_WORKERS ? ZK__MAX_WORKERS : n) : 1;
 	}
+#ifdef _WIN32
+	size_t ps = zk__win_page_size();
+#else
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+#endif
 	size_t stack = c.stack_size ? c.stack_size : DEFAULT_STACK;
 	stack = (stack + ps - 1) & ~(ps - 1);
 

@@ -51,6 +51,41 @@ __attribute__((noinline)) struct zk__worker *zk__worker_here(void)
  * task resuming (switch_to_next), or in a task starting (task_entry). */
 static void task_finish(struct zk__worker *w, struct zk_task *t);
 
+/* ---- pinned tasks ---------------------------------------------------------
+ * A pinned task (t->pin) runs only on its home worker: it uses something
+ * that lives in that worker's ring (direct descriptors). It never enters a
+ * run queue other workers steal from: every schedule of it goes to its
+ * home's list (under the home's inbox lock), which only the home takes
+ * from (zk__worker_take_home). A pinned task that reaches another worker
+ * all the same (pinned while it sat in a queue) is sent home by
+ * task_prepare. */
+void zk__task_send_home(struct zk_task *t)
+{
+	struct zk__worker *home = &t->rt->workers[t->pin - 1];
+	t->next = NULL;
+	pthread_mutex_lock(&home->inbox_lock);
+	if (home->home_tail)
+		home->home_tail->next = t;
+	else
+		home->home_head = t;
+	home->home_tail = t;
+	atomic_store_explicit(&home->home_nonempty, true, memory_order_seq_cst);
+	pthread_mutex_unlock(&home->inbox_lock);
+	/* A busy home finds it in its next look for work; a parked one (it
+	 * publishes `parked`, then looks at home_nonempty) needs waking. */
+	if (home != zk__worker_here() &&
+	    atomic_load_explicit(&home->parked, memory_order_seq_cst))
+		zk__worker_wake(home);
+}
+
+static inline void requeue(struct zk__worker *w, struct zk_task *t)
+{
+	if (t->pin)
+		zk__task_send_home(t);
+	else
+		zk__runq_push(&w->runq, t, &w->rt->inject);
+}
+
 static void finish_switch(struct zk__worker *w)
 {
 	struct zk_task *p = w->prev;
@@ -63,7 +98,7 @@ static void finish_switch(struct zk__worker *w)
 		break;
 	case ZK__SW_YIELD:
 		atomic_store_explicit(&p->state, ZK__T_SCHEDULED, memory_order_release);
-		zk__runq_push(&w->runq, p, &w->rt->inject);
+		requeue(w, p);
 		break;
 	default: {
 		uint32_t expect = ZK__T_RUNNING;
@@ -72,7 +107,7 @@ static void finish_switch(struct zk__worker *w)
 							     memory_order_acquire)) {
 			/* Woken while switching out: run it again soon. */
 			atomic_store_explicit(&p->state, ZK__T_SCHEDULED, memory_order_release);
-			zk__runq_push(&w->runq, p, &w->rt->inject);
+			requeue(w, p);
 		}
 		break;
 	}
@@ -109,6 +144,10 @@ static void live_link_once(struct zk_task *t, bool cancel_if_closing)
  * before it started, or no stack): it is then freed, and must not run. */
 static bool task_prepare(struct zk__worker *w, struct zk_task *t)
 {
+	if (t->pin && t->pin != w->index + 1) {
+		zk__task_send_home(t); /* stays SCHEDULED */
+		return false;
+	}
 	atomic_store_explicit(&t->state, ZK__T_RUNNING, memory_order_release);
 	if (t->started)
 		return true;
@@ -124,7 +163,12 @@ static bool task_prepare(struct zk__worker *w, struct zk_task *t)
 		task_finish(w, t);
 		return false;
 	}
+#ifdef _WIN32
+	t->sp = zk__fiber_init_win(t->stack->lo, (char *)t->stack->lo + t->stack->size, task_entry,
+				   t);
+#else
 	t->sp = zk__fiber_init((char *)t->stack->lo + t->stack->size, task_entry, t);
+#endif
 	t->started = true;
 #ifdef ZK_TSAN
 	t->tsan_fiber = __tsan_create_fiber(0);
@@ -320,6 +364,7 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 	t->on_exit = NULL;
 	t->on_exit_ctx = NULL;
 	t->next_timeout_ns = 0;
+	t->pin = 0;
 	t->asan_fake = NULL;
 	t->tsan_fiber = NULL;
 	ZK__OBS_TASK_INIT(t);
@@ -350,6 +395,10 @@ int zk__task_new(zk_runtime_t *rt, struct zk__worker *w, zk_task_fn fn, void *ar
 void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
 {
 	struct zk__worker *w = zk__worker_here();
+	if (t->pin && w && w->rt == rt) {
+		zk__task_send_home(t);
+		return;
+	}
 	if (w && w->rt == rt) {
 		if (lifo) {
 			struct zk_task *prev =
@@ -371,8 +420,12 @@ void zk__schedule(zk_runtime_t *rt, struct zk_task *t, bool lifo)
 	 * them, although the woken task may finish (and let shutdown go on)
 	 * before we are done here. */
 	zk__foreign_enter(rt);
-	zk__inject_push(&rt->inject, t);
-	zk__notify_parked(rt);
+	if (t->pin) {
+		zk__task_send_home(t);
+	} else {
+		zk__inject_push(&rt->inject, t);
+		zk__notify_parked(rt);
+	}
 	zk__foreign_leave(rt);
 }
 
@@ -571,7 +624,7 @@ int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 
 static int spawn_queue(zk_runtime_t *rt, struct zk__worker *w, zk_task_t **handle,
 		       zk_task_fn fn, void *arg, void (*on_exit)(struct zk_task *),
-		       void *on_exit_ctx);
+		       void *on_exit_ctx, unsigned pin);
 
 #ifdef ZK_PERF_INJECT_WORK
 /* Test-only slowdown (meson option perf_inject_work) that lets the
@@ -587,7 +640,7 @@ static inline void injected_work(void) {}
 #endif
 
 static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
-			  void (*on_exit)(struct zk_task *), void *on_exit_ctx)
+			  void (*on_exit)(struct zk_task *), void *on_exit_ctx, unsigned pin)
 {
 	injected_work();
 	if (!rt || !fn)
@@ -603,23 +656,24 @@ static int spawn_internal(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, v
 		zk__foreign_enter(rt);
 		int r = atomic_load_explicit(&rt->closing, memory_order_seq_cst)
 			    ? -ECANCELED
-			    : spawn_queue(rt, NULL, handle, fn, arg, on_exit, on_exit_ctx);
+			    : spawn_queue(rt, NULL, handle, fn, arg, on_exit, on_exit_ctx, pin);
 		zk__foreign_leave(rt);
 		return r;
 	}
 	if (atomic_load_explicit(&rt->closing, memory_order_acquire))
 		return -ECANCELED;
-	return spawn_queue(rt, w, handle, fn, arg, on_exit, on_exit_ctx);
+	return spawn_queue(rt, w, handle, fn, arg, on_exit, on_exit_ctx, pin);
 }
 
 static int spawn_queue(zk_runtime_t *rt, struct zk__worker *w, zk_task_t **handle,
 		       zk_task_fn fn, void *arg, void (*on_exit)(struct zk_task *),
-		       void *on_exit_ctx)
+		       void *on_exit_ctx, unsigned pin)
 {
 	struct zk_task *t;
 	int r = zk__task_new(rt, w, fn, arg, &t);
 	if (r < 0)
 		return r;
+	t->pin = (uint16_t)pin;
 	t->on_exit = on_exit;
 	t->on_exit_ctx = on_exit_ctx;
 	if (handle) {
@@ -636,12 +690,56 @@ static int spawn_queue(zk_runtime_t *rt, struct zk__worker *w, zk_task_t **handl
 int zk__spawn_with_exit(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
 			void (*on_exit)(struct zk_task *), void *ctx)
 {
-	return spawn_internal(rt, handle, fn, arg, on_exit, ctx);
+	return spawn_internal(rt, handle, fn, arg, on_exit, ctx, 0);
 }
 
 int zk_spawn_on(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg)
 {
-	return spawn_internal(rt, handle, fn, arg, NULL, NULL);
+	return spawn_internal(rt, handle, fn, arg, NULL, NULL, 0);
+}
+
+int zk_spawn_pinned(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
+		    unsigned worker)
+{
+	if (rt && worker >= rt->nworkers)
+		return -EINVAL;
+	return spawn_internal(rt, handle, fn, arg, NULL, NULL, worker + 1);
+}
+
+int zk_task_pin(void)
+{
+	struct zk_task *t = zk__task_here();
+	if (!t)
+		return -EPERM;
+	/* Read after the switch that may have moved t: zk__task_here() is
+	 * the worker running t now, and t cannot move while it runs. */
+	unsigned idx = zk__worker_here()->index;
+	t->pin = (uint16_t)(idx + 1);
+	return (int)idx;
+}
+
+void zk__task_move(struct zk_task *t, unsigned worker)
+{
+	if (zk__worker_here()->index == worker)
+		return;
+	uint16_t saved = t->pin;
+	live_link_once(t, true);
+	/* Pinned to the destination, a yield lands there: finish_switch
+	 * sends it home. Not zk_yield: a cancelled task must move too (to
+	 * close its descriptors). */
+	t->pin = (uint16_t)(worker + 1);
+	t->switch_reason = ZK__SW_YIELD;
+	switch_to_next(t, false);
+	t->pin = saved;
+}
+
+int zk_task_unpin(void)
+{
+	struct zk_task *t = zk__task_here();
+	if (!t)
+		return -EPERM;
+	t->pin = 0;
+	return 0;
 }
 
 int zk_spawn(zk_task_t **handle, zk_task_fn fn, void *arg)
@@ -649,7 +747,7 @@ int zk_spawn(zk_task_t **handle, zk_task_fn fn, void *arg)
 	struct zk_task *self = zk__task_here();
 	if (!self)
 		return -EPERM;
-	return spawn_internal(self->rt, handle, fn, arg, NULL, NULL);
+	return spawn_internal(self->rt, handle, fn, arg, NULL, NULL, 0);
 }
 
 static void join_cancel(struct zk_task *self, struct zk__wait *wt)

@@ -18,9 +18,11 @@
  * makes no periodic wake-ups. */
 #include <errno.h>
 #include <pthread.h>
+#ifndef _WIN32
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
+#endif
 
 #include "fiber.h"
 #include "internal.h"
@@ -75,13 +77,37 @@ static struct zk_task *pull_global(struct zk__worker *w)
 	return first;
 }
 
+/* The next pinned task sent home to w (task.c): the whole list is taken
+ * in one lock round trip and run from a private list. */
+static struct zk_task *pop_home(struct zk__worker *w)
+{
+	struct zk_task *t = w->home_local;
+	if (!t) {
+		if (!atomic_load_explicit(&w->home_nonempty, memory_order_relaxed))
+			return NULL;
+		pthread_mutex_lock(&w->inbox_lock);
+		t = w->home_head;
+		w->home_head = w->home_tail = NULL;
+		atomic_store_explicit(&w->home_nonempty, false, memory_order_relaxed);
+		pthread_mutex_unlock(&w->inbox_lock);
+		if (!t)
+			return NULL;
+	}
+	w->home_local = t->next;
+	return t;
+}
+
 static inline struct zk_task *next_task(struct zk__worker *w)
 {
 	zk_runtime_t *rt = w->rt;
 	struct zk_task *t;
-	if (w->tick % GLOBAL_INTERVAL == 0 && (t = zk__inject_pop(&rt->inject))) {
-		ZK__STAT_INC(w, global_pulls);
-		return t;
+	if (w->tick % GLOBAL_INTERVAL == 0) {
+		if ((t = zk__inject_pop(&rt->inject))) {
+			ZK__STAT_INC(w, global_pulls);
+			return t;
+		}
+		if ((t = pop_home(w)))
+			return t;
 	}
 	if (atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
 	    (t = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acq_rel))) {
@@ -94,6 +120,8 @@ static inline struct zk_task *next_task(struct zk__worker *w)
 	}
 	w->lifo_polls = 0;
 	if ((t = zk__runq_pop(&w->runq)))
+		return t;
+	if ((t = pop_home(w)))
 		return t;
 	return pull_global(w);
 }
@@ -205,7 +233,8 @@ static bool work_visible(struct zk__worker *w, bool check_all)
 	    !zk__inject_empty(&rt->inject))
 		return true;
 	if (atomic_load_explicit(&w->inbox_nonempty, memory_order_seq_cst) ||
-	    atomic_load_explicit(&rt->stop, memory_order_seq_cst))
+	    atomic_load_explicit(&rt->stop, memory_order_seq_cst) || w->home_local ||
+	    atomic_load_explicit(&w->home_nonempty, memory_order_seq_cst))
 		return true;
 	if (check_all)
 		for (unsigned i = 0; i < rt->nworkers; i++)
@@ -240,6 +269,10 @@ static void park(struct zk__worker *w)
 
 static void pin_to_cpu(struct zk__worker *w)
 {
+#ifdef _WIN32
+	zk__win_pin_thread(w->index);
+	return;
+#else
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu <= 0)
 		return;
@@ -247,10 +280,12 @@ static void pin_to_cpu(struct zk__worker *w)
 	CPU_ZERO(&set);
 	CPU_SET((int)(w->index % (unsigned)ncpu), &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+#endif
 }
 
 static void worker_san_init(struct zk__worker *w)
 {
+#ifndef _WIN32 /* the thread's stack is only told to ASan, absent there */
 	pthread_attr_t attr;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		void *lo;
@@ -261,6 +296,9 @@ static void worker_san_init(struct zk__worker *w)
 		}
 		pthread_attr_destroy(&attr);
 	}
+#else
+	(void)w;
+#endif
 #ifdef ZK_TSAN
 	w->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -286,10 +324,12 @@ void *zk__worker_main(void *arg)
 	 * worker, and the default action would kill the process. Blocked on
 	 * workers, the write just returns -EPIPE (fs.h), as on epoll; the
 	 * signal stays pending on the worker thread, which never unblocks it. */
+#ifndef _WIN32 /* Windows has no SIGPIPE: a send on a dead socket fails */
 	sigset_t pipe_set;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+#endif
 	if (rt->pin)
 		pin_to_cpu(w);
 	zk__arena_init(w);

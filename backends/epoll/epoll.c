@@ -1185,8 +1185,9 @@ static void ep_submit(struct zk__backend *b, struct zk__op *op)
 	op->b_pending = 0;
 	op->b_next = NULL;
 	op->b_scratch[0] = op->b_scratch[1] = 0;
-	if (b->closing) {
-		op->res = -ECANCELED;
+	if (b->closing || op->fixed) {
+		/* (No direct descriptors here: the core never sends one.) */
+		op->res = b->closing ? -ECANCELED : -EBADF;
 		push_done(b, op);
 		return;
 	}

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../backend.h"
@@ -100,6 +101,8 @@ struct zk__backend {
 	unsigned nreg_bufs;
 	int *reg_fds;               /* registered files: the fd in each slot */
 	unsigned nreg_fds;
+	unsigned ndirect;           /* slots of the direct descriptor table
+	                             * (direct_files), 0: none yet */
 };
 
 /* Positional file I/O that goes to a device (O_DIRECT, pages not cached)
@@ -316,6 +319,62 @@ static void apply_fixed(struct zk__backend *b, struct io_uring_sqe *sqe, const s
 	}
 }
 
+/* An op on a direct descriptor (op->fixed): op->fd is a slot of the
+ * ring's table. An accept fills a free slot (the CQE's res names it), a
+ * close empties one, every other op reads the file from its slot. */
+static void apply_direct(struct io_uring_sqe *sqe, const struct zk__op *op)
+{
+	switch (op->opcode) {
+	case ZK__OP_ACCEPT:
+		/* A slot is no fd: close-on-exec means nothing, and the kernel
+		 * refuses it (-EINVAL). */
+		sqe->accept_flags &= ~(uint32_t)SOCK_CLOEXEC;
+		__io_uring_set_target_fixed_file(sqe, IORING_FILE_INDEX_ALLOC - 1);
+		break;
+	case ZK__OP_CLOSE:
+		sqe->fd = 0;
+		__io_uring_set_target_fixed_file(sqe, (unsigned)op->fd);
+		break;
+	default:
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	}
+}
+
+/* Slots per ring at most: the kernel keeps a pointer per slot (512 KiB at
+ * this size), and a ring rarely serves more connections than this. */
+#define DIRECT_MAX 65536u
+
+static int uring_direct_files(struct zk__backend *b)
+{
+	if (b->ndirect)
+		return (int)b->ndirect;
+	if (b->nreg_fds)
+		return -EBUSY;
+	/* The kernel refuses a table larger than RLIMIT_NOFILE's soft limit;
+	 * asking for no more keeps liburing from raising the limit for us. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -errno;
+	rlim_t n = rl.rlim_cur < DIRECT_MAX ? rl.rlim_cur : DIRECT_MAX;
+	if (n == 0)
+		return -EMFILE;
+	int r = io_uring_register_files_sparse(&b->ring, (unsigned)n);
+	if (r < 0)
+		return r;
+	b->ndirect = (unsigned)n;
+	return (int)n;
+}
+
+static int uring_direct_release(struct zk__backend *b, unsigned slot)
+{
+	if (slot >= b->ndirect)
+		return -EBADF;
+	int none = -1;
+	int r = io_uring_register_files_update(&b->ring, slot, &none, 1);
+	return r < 0 ? r : 0;
+}
+
 static int uring_register_buffers(struct zk__backend *b, const struct iovec *iov, unsigned n)
 {
 	if (n > UINT16_MAX || (n && !iov))
@@ -348,6 +407,8 @@ static int uring_register_files(struct zk__backend *b, const int *fds, unsigned 
 {
 	if (n && !fds)
 		return -EINVAL;
+	if (b->ndirect)
+		return -EBUSY; /* one file table per ring: the direct slots' */
 	int *copy = NULL;
 	if (n) {
 		copy = malloc(n * sizeof(*copy));
@@ -420,7 +481,9 @@ static bool try_prep(struct zk__backend *b, struct zk__op *op)
 		return false;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
 	prep_sqe(sqe, op);
-	if (b->nreg_bufs | b->nreg_fds)
+	if (op->fixed)
+		apply_direct(sqe, op);
+	else if (b->nreg_bufs | b->nreg_fds)
 		apply_fixed(b, sqe, op);
 	op->b_pending = 1;
 	op->b_flags &= ~(OPF_LINKED | OPF_TIMED_OUT);
@@ -715,7 +778,9 @@ static bool uring_submit_chain(struct zk__backend *b, struct zk__op *const *ops,
 		op->b_flags = 0;
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
 		prep_sqe(sqe, op);
-		if (b->nreg_bufs | b->nreg_fds)
+		if (op->fixed)
+			apply_direct(sqe, op);
+		else if (b->nreg_bufs | b->nreg_fds)
 			apply_fixed(b, sqe, op);
 		if (i + 1 < n)
 			sqe->flags |= IOSQE_IO_LINK;
@@ -855,4 +920,6 @@ const struct zk__backend_vtable zk__backend_io_uring = {
 	.register_files = uring_register_files,
 	.register_buffers_later = uring_register_buffers_later,
 	.submit_chain = uring_submit_chain,
+	.direct_files = uring_direct_files,
+	.direct_release = uring_direct_release,
 };

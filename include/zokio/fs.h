@@ -50,7 +50,27 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#ifdef _WIN32
+/* Windows (mingw-w64 build, IOCP backend): an "fd" is a file HANDLE
+ * carried in the int (Windows keeps handle values within 32 bits). The
+ * Windows build has zk_open, zk_openat (dirfd AT_FDCWD, i.e. -100, only;
+ * else -EOPNOTSUPP), zk_close, zk_read/zk_write, zk_readv/zk_writev,
+ * zk_pread/pwrite/preadv/pwritev, zk_fsync, zk_fdatasync (= fsync),
+ * zk_ftruncate, and zk_poll returning -EOPNOTSUPP (backends/iocp/io_win.c).
+ * Differences: a file read or write needs an offset >= 0 (-EINVAL for -1:
+ * overlapped handles have no position); open's mode is ignored; every call
+ * outside a runtime task returns -EPERM. The other calls of this header
+ * are Linux only. Windows has no sys/uio.h: struct iovec is defined here. */
+#ifndef ZK_IOVEC_DEFINED
+#define ZK_IOVEC_DEFINED 1
+struct iovec {
+	void *iov_base;
+	size_t iov_len;
+};
+#endif
+#else
 #include <sys/uio.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {

@@ -27,8 +27,38 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifdef _WIN32
+/* Windows: a socket is a SOCKET carried in the int fd (Windows keeps
+ * handle values within 32 bits); close it with zk_close. The Windows build
+ * provides zk_accept/connect/recv/send/shutdown, zk_tcp_listen[_flags|
+ * _addr] (no ZK_TCP_REUSEPORT: -EOPNOTSUPP), zk_tcp_connect[_addr],
+ * zk_tcp_nodelay, zk_socket_port, zk_addr_ip (no IPv6 zone),
+ * zk_recv_exact, zk_send_all, zk_read_exact, zk_write_all, and UDP:
+ * zk_udp_bind, zk_udp_connect, zk_sendto, zk_recvfrom, zk_sendmsg,
+ * zk_recvmsg (at most 8 iovecs, no control data; backends/iocp/). Socket
+ * calls need a runtime task (-EPERM elsewhere). The rest of this header
+ * is Linux only. */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <sys/types.h>
+#include "fs.h" /* struct iovec */
+#ifndef ZK_MSGHDR_DEFINED
+#define ZK_MSGHDR_DEFINED 1
+/* POSIX's struct msghdr, for zk_sendmsg/zk_recvmsg on Windows. */
+struct msghdr {
+	void *msg_name;
+	socklen_t msg_namelen;
+	struct iovec *msg_iov;
+	size_t msg_iovlen;
+	void *msg_control;     /* must be NULL / 0 on Windows */
+	size_t msg_controllen;
+	int msg_flags;
+};
+#endif
+#else
 #include <sys/socket.h>
 #include <sys/types.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,6 +100,43 @@ typedef struct zk_acceptor zk_acceptor_t;
  * until the first zk_acceptor_next(). Returns 0, or -EPERM outside a task,
  * -EINVAL (out NULL, lfd < 0), -ENOMEM. */
 int zk_acceptor_open(zk_acceptor_t **out, int lfd);
+
+/* Flags of zk_acceptor_open_flags(). */
+#define ZK_ACCEPT_DIRECT 1u /* connections as direct descriptors (below) */
+
+/* zk_acceptor_open with ZK_ACCEPT_* flags. Also -EINVAL for an unknown
+ * flag. */
+int zk_acceptor_open_flags(zk_acceptor_t **out, int lfd, unsigned flags);
+
+/* ==== direct descriptors ===================================================
+ * On io_uring (5.19+) an acceptor opened with ZK_ACCEPT_DIRECT puts each
+ * connection into a slot of its worker's ring (a "direct descriptor")
+ * instead of the process's fd table: the process can then hold more
+ * connections than RLIMIT_NOFILE allows fds (each worker's ring has
+ * RLIMIT_NOFILE (soft) slots, at most 65 536, set up at the first direct
+ * accept). zk_acceptor_next() then returns ZK_FD_DIRECT | worker << 20 |
+ * slot, an int that is no fd of the process.
+ *   Usable with: zk_recv, zk_send, zk_send_all, zk_send_zc, zk_recv_exact,
+ *   zk_shutdown, zk_poll, zk_close, zk_close_graceful, zk_read, zk_write,
+ *   zk_stream_*: the calls that suspend on a ring op.
+ *   Not with calls that run a plain syscall (zk_tcp_nodelay,
+ *   zk_tcp_keepalive, zk_socket_port, getsockopt(2), close(2)): -EBADF.
+ *   Accepted sockets inherit TCP_NODELAY and other options from the
+ *   listener, so set those on the listener.
+ * The file lives in one worker's ring: a task running elsewhere that
+ * makes a call on it first moves to that worker (a hop, like a wake, per
+ * call). Spawn the connection's task pinned there instead:
+ *   zk_spawn_pinned(rt, NULL, serve, (void *)(intptr_t)fd, zk_fd_worker(fd))
+ * Where there are no direct descriptors (epoll, kernels before 5.19, a
+ * ring with registered files) the acceptor returns ordinary fds, for
+ * which zk_fd_worker() says -ENOENT. Close each with zk_close(); the
+ * runtime's end closes the ones left. */
+#define ZK_FD_DIRECT 0x40000000
+
+/* The worker whose ring holds direct descriptor fd (0..workers-1), or
+ * -ENOENT (an ordinary fd: any worker may use it), -EBADF (fd < 0 or no
+ * descriptor Zokio makes). Any thread. */
+int zk_fd_worker(int fd);
 
 /* The next connection (a close-on-exec fd), suspending until one comes.
  * Returns the fd or -errno: as zk_accept (-EINVAL: lfd is not listening,

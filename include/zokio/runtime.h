@@ -30,6 +30,9 @@ typedef enum zk_backend_kind {
 	ZK_BACKEND_FAULTY = 3,  /* testing: wraps io_uring (or epoll) and injects
 	                         * faults, seeded: ZK_FAULT_SEED, ZK_FAULT_RATE,
 	                         * ZK_FAULT_KINDS, ZK_FAULT_INNER (README) */
+	ZK_BACKEND_IOCP = 4,    /* Windows only, and its default (ZK_BACKEND=iocp):
+	                         * an I/O completion port per worker. Elsewhere
+	                         * -EINVAL; on Windows every other kind is -EINVAL */
 } zk_backend_kind_t;
 
 /* Runtime configuration. Zero-initialise and set what you need; every field
@@ -51,7 +54,8 @@ typedef struct zk_config {
 	 * further stacks unguarded from large slabs, so 100 000 suspended tasks
 	 * fit under the default limit. ZK_GUARD_ALWAYS guards every stack (task
 	 * creation fails with -ENOMEM at the kernel's limit); ZK_GUARD_NEVER
-	 * guards none. */
+	 * guards none. On Linux 6.13+ (madvise MADV_GUARD_INSTALL) a guard
+	 * costs no mapping, and AUTO and ALWAYS guard every stack. */
 	enum { ZK_GUARD_AUTO = 0, ZK_GUARD_ALWAYS = 1, ZK_GUARD_NEVER = 2 } stack_guard;
 	/* I/O backend; see zk_backend_kind_t. */
 	zk_backend_kind_t backend;

@@ -42,6 +42,20 @@ int zk_spawn(zk_task_t **handle, zk_task_fn fn, void *arg);
  * worker is woken. Errors as zk_spawn, with -EINVAL also for rt NULL. */
 int zk_spawn_on(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg);
 
+/* Spawns fn(arg) pinned to worker `worker` (0..workers-1): it runs only
+ * there, never stolen, and its wakes go there. For a task that uses what
+ * lives in one worker's ring (direct descriptors, net.h: pin it to
+ * zk_fd_worker(fd)). From any thread. Errors as zk_spawn_on, with -EINVAL
+ * also for worker >= the runtime's workers. */
+int zk_spawn_pinned(zk_runtime_t *rt, zk_task_t **handle, zk_task_fn fn, void *arg,
+		    unsigned worker);
+
+/* Pins the calling task to the worker running it now (see
+ * zk_spawn_pinned). Returns that worker's index, or -EPERM outside a task.
+ * zk_task_unpin() lets it migrate again: 0 or -EPERM. */
+int zk_task_pin(void);
+int zk_task_unpin(void);
+
 /* Suspends the calling task until task t has returned, stores its return
  * value in *result (if result is not NULL) and releases the handle (t must
  * not be used afterwards, whatever the return value, except -EINVAL/-EPERM/

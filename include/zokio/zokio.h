@@ -2,6 +2,18 @@
 #ifndef ZOKIO_H
 #define ZOKIO_H
 
+#ifdef _WIN32
+/* The Windows build (mingw-w64, IOCP backend) has no DNS, HTTP, metrics,
+ * connection pool or signals; fs.h and net.h say which of their calls it
+ * has. */
+#include "fs.h"
+#include "net.h"
+#include "runtime.h"
+#include "select.h"
+#include "sync.h"
+#include "task.h"
+#include "time.h"
+#else
 #include "dns.h"
 #include "fs.h"
 #include "http.h"
@@ -14,5 +26,6 @@
 #include "sync.h"
 #include "task.h"
 #include "time.h"
+#endif
 
 #endif
