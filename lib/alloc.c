@@ -16,6 +16,18 @@
 
 #ifdef ZK_HAVE_JEMALLOC
 
+/* jemalloc's start-up options (read once, at its first allocation). By
+ * default it will not carve a slab out of a free extent more than 2^6
+ * times the slab's size, to keep big free extents whole; but when a burst
+ * of tasks ends, its freed records coalesce into one extent of tens of MiB,
+ * so the next burst was served from fresh pages (a page fault per 4 KiB)
+ * while that extent sat unused (or was purged): spawn_many ran at less than
+ * half the speed of the same code on glibc's malloc. With no limit the
+ * freed memory is reused. An application that defines malloc_conf itself
+ * overrides this one (the executable's symbol comes first), as does the
+ * MALLOC_CONF environment variable for the options it names. */
+const char *malloc_conf = "lg_extent_max_active_fit:30";
+
 /* The worker thread is bound to its arena (thread.arena), so a plain
  * mallocx(size, 0) on it allocates from that arena through the thread's
  * cache: an explicit MALLOCX_ARENA flag would take jemalloc's slower path
