@@ -275,6 +275,23 @@ struct zk__backend_vtable {
 
 extern const struct zk__backend_vtable zk__backend_io_uring;
 
+/* io_uring features the runtime treats as missing, as on an older kernel,
+ * so that their fallbacks run (and are tested) on a new one: the
+ * environment variable ZK_URING_DISABLE, a comma-separated list of
+ * "defer_taskrun" (ring set up without SINGLE_ISSUER|DEFER_TASKRUN, as
+ * before 6.1), "coop_taskrun" (nor COOP_TASKRUN, as before 5.19),
+ * "multishot_accept" (5.19), "pbuf" (provided-buffer rings, 5.19),
+ * "multishot_recv" (6.0), "send_zc" (6.0), "direct" (direct descriptors,
+ * 5.19), or "all". Read once per process; unknown names are ignored. */
+#define ZK__URING_NO_DEFER 0x01u
+#define ZK__URING_NO_COOP 0x02u
+#define ZK__URING_NO_MS_ACCEPT 0x04u
+#define ZK__URING_NO_PBUF 0x08u
+#define ZK__URING_NO_MS_RECV 0x10u
+#define ZK__URING_NO_SEND_ZC 0x20u
+#define ZK__URING_NO_DIRECT 0x40u
+unsigned zk__uring_disabled(void);
+
 /* Runs op as one plain blocking syscall on the calling thread, retrying
  * EINTR (except CLOSE), and returns its result or -errno (-EINVAL for an
  * opcode it does not run: the socket ops). For threads that may block: the

@@ -142,7 +142,8 @@ static void arm(struct zk_acceptor *a, struct zk__worker *w)
 	a->op.opcode = ZK__OP_ACCEPT;
 	a->op.fd = a->lfd;
 	a->op.flags = SOCK_CLOEXEC;
-	a->multishot = atomic_load_explicit(&ms_accept, memory_order_relaxed) != MS_NO;
+	a->multishot = atomic_load_explicit(&ms_accept, memory_order_relaxed) != MS_NO &&
+		       !(zk__uring_disabled() & ZK__URING_NO_MS_ACCEPT);
 	a->op.multishot = a->multishot;
 	a->op.complete = acc_complete;
 	a->op.ctx = a;

@@ -204,7 +204,8 @@ static int arm(struct zk_stream *s, struct zk__worker *w)
 	int r = zk__op_direct(w, &s->op);
 	if (r < 0)
 		return r;
-	s->op.multishot = atomic_load_explicit(&ms_recv, memory_order_relaxed) != CAP_NO;
+	s->op.multishot = atomic_load_explicit(&ms_recv, memory_order_relaxed) != CAP_NO &&
+			  !(zk__uring_disabled() & ZK__URING_NO_MS_RECV);
 	s->op.complete = st_complete;
 	s->op.ctx = s;
 	s->armed = true;
@@ -326,7 +327,8 @@ ssize_t zk_stream_recv(zk_stream_t *s, zk_rbuf_t *rb)
 		}
 		struct zk__worker *w = zk__worker_here();
 		bool copy = !w->rt->backend->pbuf_data ||
-			    atomic_load_explicit(&pbuf_ok, memory_order_relaxed) == CAP_NO;
+			    atomic_load_explicit(&pbuf_ok, memory_order_relaxed) == CAP_NO ||
+			    (zk__uring_disabled() & ZK__URING_NO_PBUF);
 		if (!s->armed && (copy || s->starved)) {
 			s->starved = false;
 			pthread_mutex_unlock(&s->lock);

@@ -193,3 +193,17 @@ int rand_r(unsigned *seed)
 	return 0x350000 + (int)((*seed >> 8) % 0x18000u);
 }
 #endif
+
+bool zt_uring_feature(const char *name)
+{
+	const char *env = getenv("ZK_URING_DISABLE");
+	size_t n = strlen(name);
+	while (env && *env) {
+		size_t len = strcspn(env, ",");
+		if ((len == 3 && strncmp(env, "all", 3) == 0) ||
+		    (len == n && strncmp(env, name, n) == 0))
+			return false;
+		env += len + (env[len] == ',');
+	}
+	return true;
+}

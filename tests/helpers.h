@@ -47,6 +47,11 @@ void zt_assert_no_failures(void);
 				zt_a_, zt_b_);                                   \
 	} while (0)
 
+/* False when ZK_URING_DISABLE (the `olduring` test setup: io_uring as on
+ * an old kernel, see backends/backend.h) names the io_uring feature `name`
+ * ("send_zc", "pbuf", "direct", ...) or says "all". */
+bool zt_uring_feature(const char *name);
+
 /* Plain-thread helpers (never called by a task: they block the thread). */
 void zt_msleep(unsigned ms);
 /* Polls *v until it is >= want or timeout_ms passes; true if reached. */

@@ -20,7 +20,7 @@ TestSuite(net_direct, .timeout = 120);
  * injection wrapper does not forward them; epoll has none). */
 static bool expect_direct(zk_runtime_t *rt)
 {
-	return strcmp(zk_runtime_backend(rt), "io_uring") == 0;
+	return strcmp(zk_runtime_backend(rt), "io_uring") == 0 && zt_uring_feature("direct");
 }
 
 static int connect_to(uint16_t port)

@@ -19,7 +19,7 @@ TestSuite(net_stream, .timeout = 120);
 static bool expect_pbuf(void)
 {
 	const char *b = getenv("ZK_BACKEND");
-	if (b && strcmp(b, "io_uring") != 0)
+	if ((b && strcmp(b, "io_uring") != 0) || !zt_uring_feature("pbuf"))
 		return false;
 	struct utsname u;
 	int maj = 0, min = 0;

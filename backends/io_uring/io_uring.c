@@ -60,11 +60,45 @@ static void probe_ftruncate(struct io_uring *ring)
 	atomic_store_explicit(&ftruncate_probe, ok ? 1 : 2, memory_order_relaxed);
 }
 
+/* ZK_URING_DISABLE (backend.h), parsed once: bit 31 set means parsed. */
+static _Atomic unsigned uring_disabled;
+
+unsigned zk__uring_disabled(void)
+{
+	unsigned v = atomic_load_explicit(&uring_disabled, memory_order_relaxed);
+	if (v)
+		return v & ~0x80000000u;
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} names[] = {
+		{"defer_taskrun", ZK__URING_NO_DEFER},  {"coop_taskrun", ZK__URING_NO_COOP},
+		{"multishot_accept", ZK__URING_NO_MS_ACCEPT}, {"pbuf", ZK__URING_NO_PBUF},
+		{"multishot_recv", ZK__URING_NO_MS_RECV}, {"send_zc", ZK__URING_NO_SEND_ZC},
+		{"direct", ZK__URING_NO_DIRECT},
+	};
+	const char *env = getenv("ZK_URING_DISABLE");
+	v = 0;
+	while (env && *env) {
+		size_t len = strcspn(env, ",");
+		if (len == 3 && strncmp(env, "all", 3) == 0)
+			v = 0x7fu;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == len && strncmp(env, names[i].name, len) == 0)
+				v |= names[i].bit;
+		env += len + (env[len] == ',');
+	}
+	atomic_store_explicit(&uring_disabled, v | 0x80000000u, memory_order_relaxed);
+	return v;
+}
+
 /* IORING_OP_SEND_ZC (6.0+): 0 unknown, 1 yes, 2 no; probed at first use. */
 static _Atomic int send_zc_probe;
 
 static bool send_zc_supported(struct io_uring *ring)
 {
+	if (zk__uring_disabled() & ZK__URING_NO_SEND_ZC)
+		return false;
 	int v = atomic_load_explicit(&send_zc_probe, memory_order_relaxed);
 	if (!v) {
 		struct io_uring_probe *p = io_uring_get_probe_ring(ring);
@@ -351,6 +385,8 @@ static int uring_direct_files(struct zk__backend *b)
 		return (int)b->ndirect;
 	if (b->nreg_fds)
 		return -EBUSY;
+	if (zk__uring_disabled() & ZK__URING_NO_DIRECT)
+		return -EINVAL; /* as before 5.19: no sparse tables */
 	/* The kernel refuses a table larger than RLIMIT_NOFILE's soft limit;
 	 * asking for no more keeps liburing from raising the limit for us. */
 	struct rlimit rl;
@@ -673,7 +709,11 @@ static int uring_init(struct zk__backend **out, const struct zk__backend_config 
 		0,
 	};
 	int ret = -ENOSYS;
+	unsigned off = zk__uring_disabled();
 	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		if ((i == 0 && (off & ZK__URING_NO_DEFER)) ||
+		    (i == 1 && (off & ZK__URING_NO_COOP)))
+			continue;
 		struct io_uring_params p;
 		memset(&p, 0, sizeof(p));
 		/* A CQ four times the SQ: completions of long-lived ops (accepts,
