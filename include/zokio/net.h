@@ -20,7 +20,11 @@
  *                                               per call
  *   SEND_ZC (zk_send_zc, zk_send_all)     6.0   -EOPNOTSUPP / a copying
  *                                               send
- * The epoll backend takes the right-hand column for all of them. */
+ *   direct descriptors (ZK_ACCEPT_DIRECT) 5.19  ordinary fds
+ * The epoll backend takes the right-hand column for all of them. So does
+ * io_uring with ZK_URING_DISABLE=all in the environment (or a list of the
+ * features, backends/backend.h): the test command runs the network tests
+ * that way, so the fallbacks are tested on a new kernel too. */
 #ifndef ZOKIO_NET_H
 #define ZOKIO_NET_H
 
