@@ -497,11 +497,15 @@ static void task_finish(struct zk__worker *w, struct zk_task *t)
 	struct zk_task *j = atomic_exchange_explicit(&t->joiner, ZK__JOIN_DONE, memory_order_acq_rel);
 	if (j && j != ZK__JOIN_DONE)
 		zk__task_wake(j);
-	if (t->on_exit)
-		t->on_exit(t);
+	/* Counted before on_exit: block_on's exit hook lets its caller go
+	 * on, and a shutdown that caller starts must not count this task as
+	 * still alive (ZK_TASK_DUMP_AT_EXIT reported it). The worker stays
+	 * alive until shutdown joins it, so what follows is safe either way. */
 	atomic_store_explicit(&w->n_finished,
 			      atomic_load_explicit(&w->n_finished, memory_order_relaxed) + 1,
 			      memory_order_seq_cst);
+	if (t->on_exit)
+		t->on_exit(t);
 	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
 		pthread_mutex_lock(&rt->done_lock);
 		pthread_cond_broadcast(&rt->done_cond);
