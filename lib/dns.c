@@ -148,7 +148,9 @@ static int map_status(int st)
 		return -EINVAL;
 	case ARES_EBADFAMILY:
 		return -EAFNOSUPPORT;
-	default: /* SERVFAIL, REFUSED, FORMERR, NOTIMP, bad response, EOF */
+	/* (c-ares ends a query every server answered SERVFAIL, REFUSED or NOTIMP
+	 * with ARES_ECONNREFUSED, as if none could be reached: see dns.h.) */
+	default: /* FORMERR, bad response, EOF */
 		return -EIO;
 	}
 }

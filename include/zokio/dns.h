@@ -93,9 +93,11 @@ void zk_dns_free(zk_dns_t *r);
  *                 with ZK_DNS_NO_HOSTS),
  *   -ENODATA      the name exists but has no address of that family,
  *   -ETIMEDOUT    no server answered within the tries (see above),
- *   -ECONNREFUSED the servers could not be reached (ICMP refused),
- *   -EIO          the servers failed (SERVFAIL, REFUSED, malformed or
- *                 unusable answer),
+ *   -ECONNREFUSED every server refused: it answered SERVFAIL, REFUSED
+ *                 or NOTIMP, or could not be reached (ICMP port
+ *                 unreachable); c-ares reports these alike,
+ *   -EIO          the answer was malformed or unusable (FORMERR, a
+ *                 truncated or bad response),
  *   -EINVAL       r, name or out NULL, max 0, an empty name, a name over
  *                 253 bytes, an empty or over-63-byte label, or a byte other
  *                 than a letter, digit, '-', '_' or '.',
