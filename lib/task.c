@@ -607,7 +607,11 @@ int zk__task_park(struct zk_task *t, struct zk__wait *wt)
 {
 	live_link_once(t, true);
 	ZK__OBS_PARK(t, wt);
-	atomic_store_explicit(&t->wait, wt, memory_order_seq_cst);
+	/* Published already (a select publishes before it registers, for
+	 * cancels that race the registration): that seq_cst store orders
+	 * the cancel check below as well, so skip a second one. */
+	if (atomic_load_explicit(&t->wait, memory_order_relaxed) != wt)
+		atomic_store_explicit(&t->wait, wt, memory_order_seq_cst);
 	if (atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
 		pthread_mutex_lock(&t->wait_lock);
 		cancel_wait_locked(t);
