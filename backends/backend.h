@@ -333,6 +333,9 @@ extern const struct zk__backend_vtable zk__backend_epoll;
  * and injects the faults cfg->fault->kinds names (see faulty.c). Testing
  * only; selected with ZK_BACKEND=faulty. */
 extern const struct zk__backend_vtable zk__backend_faulty;
+/* The same, for an inner backend that has every optional entry (io_uring):
+ * forwards them to it (see faulty.c). */
+extern const struct zk__backend_vtable zk__backend_faulty_full;
 
 #ifdef _WIN32
 /* The IOCP backend (backends/iocp/iocp.c): one I/O completion port per

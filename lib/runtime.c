@@ -160,7 +160,8 @@ static int pick_backend(const zk_config_t *cfg, const struct zk__backend_vtable 
 				"kinds=0x%x\n",
 				fault->inner->name, (unsigned long long)fault->seed,
 				fault->rate_ppm / 1e6, fault->kinds);
-		*out = &zk__backend_faulty;
+		*out = fault->inner == &zk__backend_io_uring ? &zk__backend_faulty_full
+							      : &zk__backend_faulty;
 		return 0;
 	}
 	if (kind != ZK_BACKEND_IO_URING)

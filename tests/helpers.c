@@ -207,3 +207,12 @@ bool zt_uring_feature(const char *name)
 	}
 	return true;
 }
+
+bool zt_backend_is_uring(void)
+{
+	const char *b = getenv("ZK_BACKEND");
+	if (!b || !*b || strcmp(b, "io_uring") == 0)
+		return true;
+	const char *in = getenv("ZK_FAULT_INNER");
+	return strcmp(b, "faulty") == 0 && (!in || !*in || strcmp(in, "io_uring") == 0);
+}

@@ -51,6 +51,11 @@ void zt_assert_no_failures(void);
  * an old kernel, see backends/backend.h) names the io_uring feature `name`
  * ("send_zc", "pbuf", "direct", ...) or says "all". */
 bool zt_uring_feature(const char *name);
+/* True when the runtimes the tests create run on io_uring: ZK_BACKEND
+ * unset or "io_uring", or the fault-injection wrapper around io_uring
+ * (which forwards provided buffers, registered buffers and files and
+ * direct descriptors to it). */
+bool zt_backend_is_uring(void);
 
 /* Plain-thread helpers (never called by a task: they block the thread). */
 void zt_msleep(unsigned ms);

@@ -220,8 +220,7 @@ Test(net_echo, ten_thousand_concurrent_connections_echo_intact_direct, .timeout 
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	const char *b = getenv("ZK_BACKEND");
-	bool direct = (!b || strcmp(b, "io_uring") == 0) && zt_uring_feature("direct");
+	bool direct = zt_backend_is_uring() && zt_uring_feature("direct");
 	size_t n = zt_scaled(10000, 300);
 	/* One fd per connection with direct descriptors (the client's), two
 	 * without; ~200 for the runtime and the runner. */

@@ -18,8 +18,7 @@ TestSuite(net_stream, .timeout = 120);
  * recv; buffer rings since 5.19). */
 static bool expect_pbuf(void)
 {
-	const char *b = getenv("ZK_BACKEND");
-	if ((b && strcmp(b, "io_uring") != 0) || !zt_uring_feature("pbuf"))
+	if (!zt_backend_is_uring() || !zt_uring_feature("pbuf"))
 		return false;
 	struct utsname u;
 	int maj = 0, min = 0;

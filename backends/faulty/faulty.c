@@ -36,7 +36,18 @@
  * completes the op with -ENOMEM, itself a fault the caller must handle.
  *
  * While anything is held back, wait() never blocks (timeout 0): held work
- * drains over the next few calls, so a worker never sleeps on it. */
+ * drains over the next few calls, so a worker never sleeps on it.
+ *
+ * Two vtables. zk__backend_faulty has none of the optional entries (the
+ * core then takes its fallbacks). zk__backend_faulty_full, for an inner
+ * backend that has them (io_uring), forwards provided buffers, registered
+ * buffers and files and direct descriptors to it, so the ops that use them
+ * (multishot buffer-select recv: untouched; ops on direct descriptors and
+ * registered buffers: faults injected) run under fault injection too.
+ * Kernel-linked chains are not forwarded: a chain must reach the ring
+ * whole, which held-back and failed ops would break. An op on a direct
+ * descriptor (op->fixed) names a ring slot, not an fd of the process: the
+ * faults that inspect the fd (EAGAIN, SHORT) are not injected on it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -154,7 +165,7 @@ static short eagain_mask(const struct zk__op *op)
 static bool eagain_faithful(const struct zk__op *op)
 {
 	short mask = eagain_mask(op);
-	if (!mask)
+	if (!mask || op->fixed)
 		return false;
 	int fl = fcntl(op->fd, F_GETFL);
 	if (fl < 0 || !(fl & O_NONBLOCK))
@@ -168,6 +179,8 @@ static bool eagain_faithful(const struct zk__op *op)
 static bool short_faithful(const struct zk__op *op)
 {
 	int type;
+	if (op->fixed)
+		return false;
 	socklen_t len = sizeof(type);
 	if (getsockopt(op->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
 		return true; /* not a socket */
@@ -247,7 +260,8 @@ static void inner_complete(struct zk__op *iop)
 static int faulty_init(struct zk__backend **out, const struct zk__backend_config *cfg)
 {
 	const struct zk__fault_config *fc = cfg ? cfg->fault : NULL;
-	if (!fc || !fc->inner || fc->inner == &zk__backend_faulty)
+	if (!fc || !fc->inner || fc->inner == &zk__backend_faulty ||
+	    fc->inner == &zk__backend_faulty_full)
 		return -EINVAL;
 	struct zk__backend *b = calloc(1, sizeof(*b));
 	if (!b)
@@ -476,4 +490,60 @@ const struct zk__backend_vtable zk__backend_faulty = {
 	.wait = faulty_wait,
 	.wake = faulty_wake,
 	.inflight = faulty_inflight,
+};
+
+/* ---- the optional entries, forwarded (zk__backend_faulty_full) ---------- */
+
+static void *faulty_pbuf_data(struct zk__backend *b, uint32_t cflags)
+{
+	return b->in_vt->pbuf_data(b->in, cflags);
+}
+
+static void faulty_pbuf_put(struct zk__backend *b, uint32_t cflags)
+{
+	b->in_vt->pbuf_put(b->in, cflags);
+}
+
+static int faulty_register_buffers(struct zk__backend *b, const struct iovec *iov, unsigned n)
+{
+	return b->in_vt->register_buffers(b->in, iov, n);
+}
+
+static int faulty_register_files(struct zk__backend *b, const int *fds, unsigned n)
+{
+	return b->in_vt->register_files(b->in, fds, n);
+}
+
+static int faulty_register_buffers_later(struct zk__backend *b, struct zk__reg_snap *snap,
+					 bool owner)
+{
+	return b->in_vt->register_buffers_later(b->in, snap, owner);
+}
+
+static int faulty_direct_files(struct zk__backend *b)
+{
+	return b->in_vt->direct_files(b->in);
+}
+
+static int faulty_direct_release(struct zk__backend *b, unsigned slot)
+{
+	return b->in_vt->direct_release(b->in, slot);
+}
+
+const struct zk__backend_vtable zk__backend_faulty_full = {
+	.name = "faulty",
+	.init = faulty_init,
+	.fini = faulty_fini,
+	.submit = faulty_submit,
+	.cancel = faulty_cancel,
+	.wait = faulty_wait,
+	.wake = faulty_wake,
+	.inflight = faulty_inflight,
+	.pbuf_data = faulty_pbuf_data,
+	.pbuf_put = faulty_pbuf_put,
+	.register_buffers = faulty_register_buffers,
+	.register_files = faulty_register_files,
+	.register_buffers_later = faulty_register_buffers_later,
+	.direct_files = faulty_direct_files,
+	.direct_release = faulty_direct_release,
 };
