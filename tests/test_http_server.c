@@ -324,7 +324,7 @@ Test(http_server, keep_alive_serves_requests_in_turn)
 		send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
 		struct resp rp;
 		read_resp(&r, &rp, false);
-		cr_assert_eq(rp.status, 200);
+		cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 		cr_assert_eq(rp.body_len, 11);
 		cr_assert_str_eq(rp.body, "hello world");
 		char v[64];
@@ -355,7 +355,7 @@ Test(http_server, pipelined_requests_are_answered_in_order)
 		read_resp(&r, &rp, false);
 		char want[32];
 		snprintf(want, sizeof(want), "/req-%d", i);
-		cr_assert_eq(rp.status, 200);
+		cr_assert_eq(rp.status, 200, "request %d: status %d eof %d", i, rp.status, (int)rp.eof);
 		cr_assert_str_eq(rp.body, want);
 		free_resp(&rp);
 	}
@@ -374,7 +374,7 @@ Test(http_server, connection_close_and_http_1_0)
 	send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 		     "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
 	read_resp(&r, &rp, false);
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	cr_assert_str_eq(hdr(&rp, "Connection", v, sizeof(v)), "close");
 	free_resp(&rp);
 	cr_assert(at_eof(&r), "nothing after a close, even if pipelined");
@@ -388,7 +388,7 @@ Test(http_server, connection_close_and_http_1_0)
 	free_resp(&rp);
 	send_str(fd, "GET /hello HTTP/1.0\r\n\r\n");
 	read_resp(&r, &rp, false);
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	cr_assert_str_eq(hdr(&rp, "Connection", v, sizeof(v)), "close");
 	free_resp(&rp);
 	cr_assert(at_eof(&r));
@@ -415,7 +415,7 @@ Test(http_server, head_gets_the_length_without_the_body)
 	struct resp rp;
 	read_resp(&r, &rp, true);
 	char v[64];
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	cr_assert_str_eq(hdr(&rp, "Content-Length", v, sizeof(v)), "11");
 	read_resp(&r, &rp, false);
 	cr_assert_str_eq(rp.body, "/next", "no body bytes were sent for HEAD");
@@ -423,7 +423,7 @@ Test(http_server, head_gets_the_length_without_the_body)
 	/* HEAD of a chunked response: the head only, no chunks. */
 	send_str(fd, "HEAD /chunked HTTP/1.1\r\nHost: x\r\n\r\nGET /next2 HTTP/1.1\r\nHost: x\r\n\r\n");
 	read_resp(&r, &rp, true);
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	cr_assert_str_eq(hdr(&rp, "Transfer-Encoding", v, sizeof(v)), "chunked");
 	read_resp(&r, &rp, false);
 	cr_assert_str_eq(rp.body, "/next2", "no chunk was sent for HEAD");
@@ -504,7 +504,7 @@ Test(http_server, request_bodies_content_length_chunked_and_100_continue)
 	cr_assert_str_eq(line, "\r\n");
 	send_str(fd, "data");
 	read_resp(&r, &rp, false);
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	cr_assert_str_eq(rp.body, "data");
 	free_resp(&rp);
 	/* A body the handler does not read is skipped, not parsed as a request. */
@@ -516,7 +516,7 @@ Test(http_server, request_bodies_content_length_chunked_and_100_continue)
 	send_str(fd, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
 	read_resp(&r, &rp, false);
 	cr_assert(!rp.eof);
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	cr_assert_str_eq(rp.body, "/unread");
 	free_resp(&rp);
 	read_resp(&r, &rp, false);
@@ -618,9 +618,30 @@ Test(http_server, idle_keep_alive_connection_is_closed_after_idle_timeout)
 	send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
 	struct resp rp;
 	read_resp(&r, &rp, false);
-	cr_assert_eq(rp.status, 200);
+	cr_assert_eq(rp.status, 200, "status %d eof %d", rp.status, (int)rp.eof);
 	free_resp(&rp);
 	cr_assert(at_eof(&r), "closed by the server (not by our 10 s receive timeout)");
+	close(fd);
+	stop(s);
+}
+
+Test(http_server, idle_timeout_counts_from_the_last_request_not_the_first)
+{
+	/* Read timeouts are swept, not armed per recv: a connection whose
+	 * requests keep coming stays open well past idle_timeout. */
+	zk_http_server_config_t cfg = {.idle_timeout_ns = 300 * ZK_NSEC_PER_MSEC};
+	struct server *s = start(&cfg);
+	int fd = client(s->port);
+	struct reader r = {.fd = fd};
+	for (int i = 0; i < 8; i++) {
+		send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+		struct resp rp;
+		read_resp(&r, &rp, false);
+		cr_assert_eq(rp.status, 200, "request %d: status %d eof %d", i, rp.status, (int)rp.eof);
+		free_resp(&rp);
+		zt_msleep(100);
+	}
+	cr_assert(at_eof(&r), "closed once idle");
 	close(fd);
 	stop(s);
 }

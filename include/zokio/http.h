@@ -157,7 +157,10 @@ typedef struct zk_http_server_config {
 	                            * in the listen backlog; default 16384 */
 	uint64_t head_timeout_ns;  /* a request head must arrive within this
 	                            * from its first byte (slowloris); 10 s */
-	uint64_t idle_timeout_ns;  /* keep-alive wait for the next request; 10 s */
+	uint64_t idle_timeout_ns;  /* keep-alive wait for the next request; 10 s.
+	                            * These two are enforced by a sweep every
+	                            * quarter of the shorter (at most 1 s): a
+	                            * timeout fires up to one period late */
 	uint64_t io_timeout_ns;    /* each body recv / response send; 30 s */
 	size_t max_body;           /* request body bytes (413 above); 1 MiB */
 	zk_http_limits_t limits;   /* head limits (414/431) */

@@ -9,11 +9,16 @@
  * the task would wait for more input (or when it fills): a burst of
  * pipelined requests costs one send.
  *
- * Timeouts (every recv carries a linked timeout, nothing polls): waiting
- * for a new request on a kept-alive connection is bounded by idle_timeout;
- * once its first byte arrived the whole head must follow within
- * head_timeout, whatever the pace (a slowloris client dribbling one byte
- * per second is closed, with a 408). */
+ * Timeouts: waiting for a new request on a kept-alive connection is
+ * bounded by idle_timeout; once its first byte arrived the whole head must
+ * follow within head_timeout, whatever the pace (a slowloris client
+ * dribbling one byte per second is closed, with a 408). These waits carry
+ * no linked timeout: arming and disarming one per recv cost more than the
+ * recv's own submission (an extra hrtimer and CQE per request). Instead the
+ * connection publishes a deadline while it waits and the server's sweep
+ * (server.c) shuts the read side of a connection whose deadline passed,
+ * which ends its recv. Body reads and sends keep their linked timeouts:
+ * they are off the keep-alive fast path. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,32 +80,36 @@ static int read_head(zk_http_conn_t *c, zk_http_request_t *req)
 			if (r != -EAGAIN)
 				return r;
 			if (!head_deadline)
-				head_deadline = zk_now_ns() + srv->cfg.head_timeout_ns;
+				head_deadline = zk__http_deadline(srv->cfg.head_timeout_ns);
 		}
 		/* About to wait for input: responses queued so far go out. */
 		if (c->wlen && zk__http_flush(c) < 0)
 			return 0;
 		if (!make_room(c, limit))
 			return -EMSGSIZE;
-		uint64_t timeout;
+		uint64_t deadline;
 		if (head_deadline) {
-			uint64_t now = zk_now_ns();
-			if (now >= head_deadline)
+			if (zk__http_coarse_now() >= head_deadline)
 				return -ETIMEDOUT;
-			timeout = head_deadline - now;
+			deadline = head_deadline;
 		} else {
-			timeout = srv->cfg.idle_timeout_ns;
+			deadline = zk__http_deadline(srv->cfg.idle_timeout_ns);
 			set_idle(c, true);
 			if (atomic_load(&srv->stopping)) {
 				set_idle(c, false);
 				return 0;
 			}
 		}
-		zk_timeout_next(timeout);
+		atomic_store_explicit(&c->deadline, deadline, memory_order_relaxed);
 		ssize_t n = zk_recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+		bool expired = atomic_exchange_explicit(&c->deadline, 0, memory_order_relaxed) ==
+			       ZK__HTTP_EXPIRED;
 		set_idle(c, false);
-		if (n == -ETIMEDOUT && head_deadline)
-			return -ETIMEDOUT;
+		if (expired) {
+			/* The read side is shut: nothing more will come. */
+			c->broken = !head_deadline;
+			return head_deadline ? -ETIMEDOUT : 0;
+		}
 		if (n <= 0) {
 			c->broken = n < 0;
 			return 0;
@@ -239,8 +248,10 @@ void *zk__http_conn_main(void *arg)
 	free(c->wbuf);
 	free(c);
 	zk_sem_release(&srv->slots, 1);
-	if (atomic_fetch_sub(&srv->active, 1) == 1 && atomic_load(&srv->stopping))
+	if (atomic_fetch_sub(&srv->active, 1) == 1 && atomic_load(&srv->stopping)) {
 		zk_notify_one(&srv->drained);
+		zk_notify_one(&srv->sweep_wake); /* its last connection is gone */
+	}
 	zk__http_server_unref(srv);
 	return NULL;
 }

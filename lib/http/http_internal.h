@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "zokio/http.h"
 #include "zokio/sync.h"
@@ -26,6 +27,31 @@
  * keep-alive connection costs little. */
 #define ZK__HTTP_RBUF_MIN 2048
 #define ZK__HTTP_BODY_SPACE 8192
+/* Read timeouts are swept, not armed per recv (see server.c): the sweep
+ * runs every quarter of the shortest timeout, at most every SWEEP_MAX, so
+ * a timeout fires up to one sweep period late. */
+#define ZK__HTTP_SWEEP_MAX (1000 * 1000 * 1000ull)
+#define ZK__HTTP_SWEEP_MIN (1000 * 1000ull)
+/* conn->deadline once the sweep has expired the connection. */
+#define ZK__HTTP_EXPIRED UINT64_MAX
+
+/* The clock read timeouts are kept on: CLOCK_MONOTONIC_COARSE, a vDSO
+ * read of the last tick (no TSC read), because its few ms of resolution
+ * are far below the sweep's. */
+static inline uint64_t zk__http_coarse_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* now + timeout, saturated below ZK__HTTP_EXPIRED (a huge timeout means
+ * never, not a wrapped deadline that has already passed). */
+static inline uint64_t zk__http_deadline(uint64_t timeout_ns)
+{
+	uint64_t now = zk__http_coarse_now();
+	return timeout_ns < ZK__HTTP_EXPIRED - 1 - now ? now + timeout_ns : ZK__HTTP_EXPIRED - 1;
+}
 
 struct zk_http_server {
 	zk_http_server_config_t cfg;   /* defaults filled in */
@@ -41,6 +67,10 @@ struct zk_http_server {
 	pthread_mutex_t lock;          /* conns list, acceptor handle */
 	struct zk_http_conn *conns;    /* open connections (stop closes idle ones) */
 	zk_task_t *acceptor;           /* the accept task while it runs */
+	zk_task_t *sweeper;            /* the timeout sweep task (run() joins it) */
+	_Atomic bool sweep_started;    /* it began to run (and owns a reference) */
+	uint64_t sweep_ns;             /* its period */
+	zk_notify_t sweep_wake;        /* the list became non-empty, or stop */
 };
 
 struct zk_http_conn {
@@ -48,6 +78,12 @@ struct zk_http_conn {
 	int fd;
 	struct zk_http_conn *prev, *next; /* srv->conns, under srv->lock */
 	_Atomic bool idle;             /* waiting for a request, nothing buffered */
+	/* While read_head waits in recv: when (coarse clock) the sweep may
+	 * end the wait by shutting the read side down; 0 when not waiting.
+	 * The sweep swaps a passed deadline for ZK__HTTP_EXPIRED before its
+	 * shutdown, the connection swaps it back to 0 after each recv: so
+	 * exactly one of them sees the expiry. */
+	_Atomic uint64_t deadline;
 	bool closing;                  /* close once the response is out */
 	bool broken;                   /* I/O failed: close without another write */
 	/* Request bytes: [pos, rlen) are unparsed / unread. */

@@ -32,8 +32,9 @@
  * connection closes instead. */
 #define DISCARD_MAX (256 * 1024)
 
-/* Sends iov[0..cnt) completely. */
-static int send_iov(zk_http_conn_t *c, struct iovec *iov, int cnt)
+/* Sends iov[0..cnt) completely; more: MSG_MORE on single sends (more
+ * bytes follow at once: do not push a short segment for these). */
+static int send_iov(zk_http_conn_t *c, struct iovec *iov, int cnt, int more)
 {
 	bool tried = false;
 	while (cnt > 0) {
@@ -49,12 +50,12 @@ static int send_iov(zk_http_conn_t *c, struct iovec *iov, int cnt)
 			 * that cannot wait needs no linked timeout (arming and
 			 * disarming one costs more than the send). */
 			tried = true;
-			n = zk_send(c->fd, iov->iov_base, iov->iov_len, MSG_DONTWAIT);
+			n = zk_send(c->fd, iov->iov_base, iov->iov_len, MSG_DONTWAIT | more);
 			if (n == -EAGAIN || n == -EWOULDBLOCK)
 				continue;
 		} else {
 			zk_timeout_next(c->srv->cfg.io_timeout_ns);
-			n = cnt == 1 ? zk_send(c->fd, iov->iov_base, iov->iov_len, 0)
+			n = cnt == 1 ? zk_send(c->fd, iov->iov_base, iov->iov_len, more)
 				     : zk_writev(c->fd, iov, cnt, -1);
 		}
 		if (n <= 0) {
@@ -76,15 +77,21 @@ static int send_iov(zk_http_conn_t *c, struct iovec *iov, int cnt)
 	return 0;
 }
 
-int zk__http_flush(zk_http_conn_t *c)
+/* Sends the queued bytes; more as in send_iov. */
+static int flush_(zk_http_conn_t *c, int more)
 {
 	if (c->broken)
 		return -EPIPE;
 	struct iovec iov = {c->wbuf, c->wlen};
-	int r = send_iov(c, &iov, 1);
+	int r = send_iov(c, &iov, 1, more);
 	c->wlen = 0;
 	c->head_start = 0;
 	return r;
+}
+
+int zk__http_flush(zk_http_conn_t *c)
+{
+	return flush_(c, 0);
 }
 
 int zk__http_send_all(zk_http_conn_t *c, const void *p, size_t n)
@@ -92,7 +99,7 @@ int zk__http_send_all(zk_http_conn_t *c, const void *p, size_t n)
 	if (c->broken)
 		return -EPIPE;
 	struct iovec iov[2] = {{c->wbuf, c->wlen}, {(void *)p, n}};
-	int r = send_iov(c, iov, 2);
+	int r = send_iov(c, iov, 2, 0);
 	c->wlen = 0;
 	c->head_start = 0;
 	return r;
@@ -300,7 +307,11 @@ int zk_http_body_file(zk_http_conn_t *c, int fd, int64_t off, size_t len)
 		c->body_bytes = len;
 		return 0;
 	}
-	r = zk__http_flush(c);
+	/* The head (and queued responses) with MSG_MORE: it waits in the
+	 * socket for the file's first pages and leaves in the same segment,
+	 * as nginx's tcp_nopush does with TCP_CORK, without two setsockopt
+	 * calls per response. zk_sendfile's last chunk pushes everything. */
+	r = flush_(c, MSG_MORE);
 	if (r < 0)
 		return r;
 	zk_timeout_next(c->srv->cfg.io_timeout_ns);
@@ -344,7 +355,7 @@ int zk_http_chunk(zk_http_conn_t *c, const void *data, size_t len)
 	}
 	struct iovec iov[4] = {{c->wbuf, c->wlen}, {size, (size_t)n}, {(void *)data, len},
 			       {"\r\n", 2}};
-	int r = send_iov(c, iov, 4);
+	int r = send_iov(c, iov, 4, 0);
 	c->wlen = 0;
 	c->head_start = 0;
 	return r;

@@ -5,8 +5,9 @@
  * references into the pipe (no copy), pipe -> socket hands them to the
  * socket. Each splice is one ZK__OP_SPLICE op, so the task suspends on the
  * ring like any other I/O (on epoll: a non-blocking splice retried on
- * writability). The pipe holds bytes only inside one call; between calls
- * it is empty and goes back to a small process-wide pool, so a server
+ * writability). The pipe holds bytes only inside one call (and is taken
+ * only by a call that splices); between calls it is empty and goes back to
+ * a small process-wide pool, so a server
  * keeps a handful of pipes, not one per connection. A call that fails with
  * bytes still in its pipe closes that pipe instead of returning it.
  *
@@ -139,10 +140,11 @@ ssize_t zk_sendfile(int out_sock, int in_fd, int64_t off, size_t len)
 		return -EINVAL;
 	if (len == 0)
 		return 0;
+	/* The pipe is taken only when a chunk must be spliced: a cached
+	 * file goes out by sendfile and never needs one. */
 	struct zpipe p;
-	int r = pipe_get(&p);
-	if (r < 0)
-		return r;
+	bool have_pipe = false;
+	int r;
 	/* A blocking splice into a full socket runs on io_uring's worker
 	 * threads and a linked timeout cannot interrupt it: a client that
 	 * stops reading would hold the task forever. Non-blocking, the splice
@@ -189,6 +191,14 @@ ssize_t zk_sendfile(int out_sock, int in_fd, int64_t off, size_t len)
 				 * (e.g. some special files): splice instead. */
 			}
 		}
+		if (!have_pipe) {
+			r = pipe_get(&p);
+			if (r < 0) {
+				err = r;
+				break;
+			}
+			have_pipe = true;
+		}
 		if (want > (size_t)p.size)
 			want = (size_t)p.size;
 		r = splice_op(t, timeout, p.wr, in_fd, off + (int64_t)sent, want, SPLICE_F_MOVE);
@@ -221,7 +231,8 @@ ssize_t zk_sendfile(int out_sock, int in_fd, int64_t off, size_t len)
 	}
 	if (flipped)
 		fcntl(out_sock, F_SETFL, fl);
-	pipe_put(&p, in_pipe == 0);
+	if (have_pipe)
+		pipe_put(&p, in_pipe == 0);
 	if (sent == 0 && err < 0)
 		return err;
 	return (ssize_t)sent;

@@ -17,6 +17,15 @@
  * A connection leaves the list before it closes its fd, and shutdown runs
  * under the list lock, so the stopper never touches a reused fd number.
  *
+ * Read timeouts: one sweep task per server walks the connection list every
+ * sweep_ns (a quarter of the shortest read timeout, at most 1 s) and shuts
+ * the read side of each connection whose published deadline has passed
+ * (conn.c), under the list lock like the stopper. A per-recv linked
+ * timeout would be exact; the sweep costs nothing per request and lets a
+ * timeout run up to one period late. With no connection the sweep waits
+ * on sweep_wake instead of ticking, so an idle server makes no wake-ups;
+ * it ends once the server is stopping and its last connection is gone.
+ *
  * Lifetime: the server is reference counted (its owner, the accept task,
  * each connection), so a run that is cancelled, or a runtime shut down
  * under it, never leaves a connection with a freed server. */
@@ -45,6 +54,7 @@ static void server_free(zk_http_server_t *srv)
 		close(srv->lfd);
 	zk_sem_destroy(&srv->slots);
 	zk_notify_destroy(&srv->drained);
+	zk_notify_destroy(&srv->sweep_wake);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);
 }
@@ -91,6 +101,14 @@ int zk_http_server_create(zk_http_server_t **out, const zk_http_server_config_t 
 	pthread_mutex_init(&srv->lock, NULL);
 	zk_sem_init(&srv->slots, c->max_connections);
 	zk_notify_init(&srv->drained);
+	zk_notify_init(&srv->sweep_wake);
+	uint64_t shortest = c->head_timeout_ns < c->idle_timeout_ns ? c->head_timeout_ns
+								    : c->idle_timeout_ns;
+	srv->sweep_ns = shortest / 4;
+	if (srv->sweep_ns > ZK__HTTP_SWEEP_MAX)
+		srv->sweep_ns = ZK__HTTP_SWEEP_MAX;
+	if (srv->sweep_ns < ZK__HTTP_SWEEP_MIN)
+		srv->sweep_ns = ZK__HTTP_SWEEP_MIN;
 	if (cfg->listen_fd > 0) {
 		srv->lfd = cfg->listen_fd;
 	} else {
@@ -115,6 +133,45 @@ int zk_http_server_port(const zk_http_server_t *srv)
 unsigned zk_http_server_connections(const zk_http_server_t *srv)
 {
 	return srv ? atomic_load(&((zk_http_server_t *)srv)->active) : 0;
+}
+
+/* Ends the recv of every connection whose read deadline has passed. Under
+ * srv->lock: a connection unlinks itself before it closes its fd. */
+static void sweep_expired(zk_http_server_t *srv)
+{
+	uint64_t now = zk__http_coarse_now();
+	for (zk_http_conn_t *c = srv->conns; c; c = c->next) {
+		uint64_t d = atomic_load_explicit(&c->deadline, memory_order_relaxed);
+		if (d == 0 || d == ZK__HTTP_EXPIRED || d > now)
+			continue;
+		if (atomic_compare_exchange_strong_explicit(&c->deadline, &d, ZK__HTTP_EXPIRED,
+							    memory_order_relaxed,
+							    memory_order_relaxed))
+			shutdown(c->fd, SHUT_RD);
+	}
+}
+
+static void *sweep_main(void *arg)
+{
+	zk_http_server_t *srv = arg;
+	atomic_store(&srv->sweep_started, true);
+	for (;;) {
+		if (atomic_load(&srv->stopping) && atomic_load(&srv->active) == 0)
+			break;
+		pthread_mutex_lock(&srv->lock);
+		bool empty = srv->conns == NULL;
+		if (!empty)
+			sweep_expired(srv);
+		pthread_mutex_unlock(&srv->lock);
+		/* Empty: the acceptor's next connection (or a stop, or the
+		 * last connection leaving after a stop) wakes us; a permit
+		 * stored meanwhile is not lost. */
+		int r = empty ? zk_notify_wait(&srv->sweep_wake) : zk_sleep_ns(srv->sweep_ns);
+		if (r == -ECANCELED)
+			break;
+	}
+	zk__http_server_unref(srv);
+	return NULL;
 }
 
 static void *accept_main(void *arg)
@@ -151,11 +208,14 @@ static void *accept_main(void *arg)
 			atomic_fetch_add(&srv->refs, 1);
 			atomic_fetch_add(&srv->active, 1);
 			pthread_mutex_lock(&srv->lock);
+			bool first = srv->conns == NULL;
 			c->next = srv->conns;
 			if (srv->conns)
 				srv->conns->prev = c;
 			srv->conns = c;
 			pthread_mutex_unlock(&srv->lock);
+			if (first)
+				zk_notify_one(&srv->sweep_wake); /* first one: sweep again */
 			if (zk_spawn(NULL, zk__http_conn_main, c) == 0)
 				continue;
 			pthread_mutex_lock(&srv->lock);
@@ -189,6 +249,7 @@ int zk_http_server_stop(zk_http_server_t *srv)
 		if (atomic_load(&c->idle))
 			shutdown(c->fd, SHUT_RD);
 	pthread_mutex_unlock(&srv->lock);
+	zk_notify_one(&srv->sweep_wake); /* it may end now */
 	return 0;
 }
 
@@ -196,13 +257,24 @@ int zk_http_server_run(zk_http_server_t *srv)
 {
 	if (!srv || atomic_exchange(&srv->ran, true))
 		return -EINVAL;
-	zk_task_t *acc;
+	zk_task_t *acc, *sweep;
 	atomic_fetch_add(&srv->refs, 1);
-	int r = zk_spawn(&acc, accept_main, srv);
+	int r = zk_spawn(&sweep, sweep_main, srv);
 	if (r < 0) {
 		atomic_fetch_sub(&srv->refs, 1);
 		return r;
 	}
+	atomic_fetch_add(&srv->refs, 1);
+	r = zk_spawn(&acc, accept_main, srv);
+	if (r < 0) {
+		atomic_fetch_sub(&srv->refs, 1);
+		atomic_store(&srv->stopping, true);
+		zk_notify_one(&srv->sweep_wake);
+		if (zk_join(sweep, NULL) == -ECANCELED && !atomic_load(&srv->sweep_started))
+			zk__http_server_unref(srv);
+		return r;
+	}
+	srv->sweeper = sweep;
 	pthread_mutex_lock(&srv->lock);
 	srv->acceptor = acc;
 	bool stop = atomic_load(&srv->stopping);
@@ -224,8 +296,11 @@ int zk_http_server_run(zk_http_server_t *srv)
 	 * -ECANCELED is for a caller that was itself cancelled. */
 	if (jr == -ECANCELED && !zk_cancelled())
 		jr = 0;
-	if (jr < 0)
+	if (jr < 0) {
+		/* Stopping: the sweep ends with the last connection. */
+		zk_detach(srv->sweeper);
 		return jr;
+	}
 	if (srv->own_lfd) {
 		/* Clients still in the backlog get a reset now rather than a
 		 * hang until the server is freed. */
@@ -235,9 +310,15 @@ int zk_http_server_run(zk_http_server_t *srv)
 	}
 	while (atomic_load(&srv->active) > 0) {
 		int w = zk_notify_wait(&srv->drained);
-		if (w < 0)
+		if (w < 0) {
+			zk_detach(srv->sweeper);
 			return w;
+		}
 	}
+	/* Stopping with no connection left: the sweep ends on its own. */
+	if (zk_join(srv->sweeper, NULL) == -ECANCELED && !atomic_load(&srv->sweep_started))
+		zk__http_server_unref(srv); /* cancelled before it ran */
+	srv->sweeper = NULL;
 	return (int)(intptr_t)res;
 }
 
