@@ -211,7 +211,8 @@ void zk_fs_thread_release(void);
  *     registered buffers: its I/O is correct, just not fixed. Concurrent
  *     registrations from several tasks race (each ring keeps whichever
  *     reached it last): make them from one task at a time. On the epoll
- *     backend (and the fault-injection one) it returns -EOPNOTSUPP and
+ *     backend (and the fault-injection one wrapping epoll; wrapping
+ *     io_uring it forwards the registration) it returns -EOPNOTSUPP and
  *     calls work unregistered.
  * Returns 0 or -errno: -EOPNOTSUPP when there is no ring to register with
  * (foreign thread in syscall mode or without io_uring; a runtime on a
